@@ -1,0 +1,1 @@
+"""hil.calibration: plug-in layer (installed as ``hil.calibration``); the core never imports it."""

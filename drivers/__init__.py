@@ -1,0 +1,1 @@
+"""hil.drivers: plug-in layer (installed as ``hil.drivers``); the core never imports it."""

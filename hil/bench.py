@@ -1,0 +1,203 @@
+"""Benchmarks that print side-by-side numbers from one run.
+
+``hil bench cnon``: gradient estimators on the CNON twin, from the same
+starting points and seeds. The problem is chosen in the paper's regime (see
+:data:`CNON_TASK`): the target lies outside the set the oscillators can reach,
+so the floor is above zero, and the dynamics are nonlinear enough that the
+surrogate methods have not all reached that floor by 200 iterations.
+
+``hil bench log``: append throughput of the crash-safe query log.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hil.blackbox import Delayed
+from hil.optimize import OnlineOptimizer, Trace
+from hil.run import load_run_config
+
+#: The CNON benchmark problem (documented choice; see README "Benchmarks").
+CNON_TASK: dict[str, Any] = {
+    "name": "bench_cnon",
+    "blackbox": {"type": "cnon_twin", "dim": 30, "coupling": 0.5, "drive": 0.1, "horizon": 1.5, "steps": 15,
+                 "input_bound": 1.0, "seed": 0},
+    "objective": {"type": "target_distance", "target_low": -2.0, "target_high": 2.0, "target_seed": 1,
+                  "norm": "rms"},
+    "estimator": {"type": "exact"},
+    "optimizer": {"mode": "online", "n_starts": 16, "iterations": 200, "lr": 0.002, "sigma": 0.01, "seed": 0},
+}
+
+SURROGATE = {"type": "surrogate", "hidden": [256, 256], "epochs": 5, "lr": 1e-3, "k": 5, "batch_size": 256}
+
+#: name -> (estimator section, local samples M)
+CNON_METHODS: dict[str, tuple[dict[str, Any], int]] = {
+    "exact": ({"type": "exact"}, 0),
+    "mse": ({**SURROGATE, "loss": "mse"}, 0),
+    "mae": ({**SURROGATE, "loss": "mae"}, 0),
+    "gradpie": ({**SURROGATE, "loss": "gradpie"}, 0),
+    "exact_m1": ({"type": "exact"}, 1),
+    "mse_m1": ({**SURROGATE, "loss": "mse"}, 1),
+    "gradpie_m1": ({**SURROGATE, "loss": "gradpie"}, 1),
+}
+BASE = "mse"
+
+
+@dataclass
+class MethodResult:
+    name: str
+    trace: Trace
+    n_starts: int
+    wall_s: float
+    busy_s: float
+
+    def queries_per_start(self) -> np.ndarray:
+        return np.asarray(self.trace.queries, dtype=np.float64) / self.n_starts
+
+
+def _run_method(task: dict[str, Any], estimator: dict[str, Any], local_samples: int,
+                delay_s_per_query: float = 0.0) -> MethodResult:
+    cfg_dict = copy.deepcopy(task)
+    cfg_dict["estimator"] = estimator
+    cfg_dict["optimizer"] = {**cfg_dict["optimizer"], "local_samples": local_samples}
+    cfg = load_run_config(cfg_dict)
+    bb = cfg.blackbox.build()
+    if delay_s_per_query > 0:
+        bb = Delayed(bb, delay_s_per_query)
+    objective = cfg.objective.build(output_shape=bb.spec.output_shape)
+    opt = OnlineOptimizer(bb, objective, cfg.estimator.build(), cfg.optimizer)
+    t0 = time.perf_counter()
+    with bb:
+        trace = opt.run()
+    return MethodResult("", trace, cfg.optimizer.n_starts, time.perf_counter() - t0, bb.stats.busy_s)
+
+
+def summarize_method(res: MethodResult, checkpoints: list[int]) -> dict[str, Any]:
+    best = res.trace.best_array()  # T x P
+    q = res.queries_per_start()
+    rows = [min(c, best.shape[0]) - 1 for c in checkpoints]
+    pick = best[rows]
+    return {
+        "iterations": checkpoints,
+        "queries": [int(round(q[r])) for r in rows],
+        "mean": np.nanmean(pick, axis=1).tolist(),
+        "std": np.nanstd(pick, axis=1).tolist(),
+        "median": np.nanmedian(pick, axis=1).tolist(),
+        "q25": np.nanpercentile(pick, 25, axis=1).tolist(),
+        "q75": np.nanpercentile(pick, 75, axis=1).tolist(),
+    }
+
+
+def queries_to_reach(res: MethodResult, level: float, sense: str) -> int | None:
+    """Queries per start at which the method's mean best objective first reaches ``level``."""
+    mean = np.nanmean(res.trace.best_array(), axis=1)
+    hit = mean <= level if sense == "min" else mean >= level
+    if not hit.any():
+        return None
+    return int(round(res.queries_per_start()[int(np.argmax(hit))]))
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    lines = []
+    checkpoints = next(iter(summary["methods"].values()))["iterations"]
+    head = f"{'method':<12}" + "".join(f"| it {c:<4} mean ± std   median [q25, q75]    q/start " for c in checkpoints)
+    lines.append(head + "| queries to base")
+    lines.append("-" * len(head) + "-" * 18)
+    for name, m in summary["methods"].items():
+        cells = []
+        for i in range(len(checkpoints)):
+            cells.append(f"| {m['mean'][i]:.4f} ± {m['std'][i]:.4f}  {m['median'][i]:.4f} "
+                         f"[{m['q25'][i]:.4f}, {m['q75'][i]:.4f}] {m['queries'][i]:>5}   ")
+        qtb = m["queries_to_base"]
+        lines.append(f"{name:<12}" + "".join(cells) + f"| {qtb if qtb is not None else 'never'}")
+    return "\n".join(lines)
+
+
+def run_task_benchmark(task: dict[str, Any], methods: dict[str, tuple[dict[str, Any], int]], *,
+                       checkpoints: list[int], base: str, progress: bool = True) -> tuple[dict, dict]:
+    from tqdm import tqdm
+
+    results: dict[str, MethodResult] = {}
+    bar = tqdm(methods.items(), desc="bench", disable=not progress, unit="method")
+    for name, (estimator, m) in bar:
+        bar.set_postfix(method=name)
+        res = _run_method(task, estimator, m)
+        res.name = name
+        results[name] = res
+    sense = results[base].trace.sense
+    summary: dict[str, Any] = {"task": task["name"], "sense": sense, "methods": {}}
+    base_best = results[base].trace.best_array()
+    base_level = float(np.nanmean(base_best[min(checkpoints[-1], base_best.shape[0]) - 1]))
+    timing = {}
+    for name, res in results.items():
+        entry = summarize_method(res, checkpoints)
+        entry["queries_to_base"] = queries_to_reach(res, base_level, sense)
+        summary["methods"][name] = entry
+        its = res.trace.iterations
+        timing[name] = {"wall_s": res.wall_s, "busy_s": res.busy_s,
+                        "overhead_s_per_iteration": (res.wall_s - res.busy_s) / max(its, 1)}
+    return summary, timing
+
+
+def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: bool = True) -> int:
+    if task_name != "cnon":
+        raise ValueError(f"unknown benchmark task {task_name!r}")
+    task = copy.deepcopy(CNON_TASK)
+    checkpoints = [50, 100, 200]
+    methods = CNON_METHODS
+    if quick:
+        task["optimizer"]["n_starts"] = 8
+        task["optimizer"]["iterations"] = 60
+        checkpoints = [15, 30, 60]
+        methods = {k: v for k, v in CNON_METHODS.items() if k in ("exact", "mse", "gradpie", "gradpie_m1")}
+    t0 = time.perf_counter()
+    summary, timing = run_task_benchmark(task, methods, checkpoints=checkpoints, base=BASE, progress=progress)
+    print(f"CNON benchmark ({'quick' if quick else 'full'}): {json.dumps(task['blackbox'])}")
+    print(f"objective: {json.dumps(task['objective'])}; {task['optimizer']['n_starts']} starts; "
+          f"best objective so far per start (lower is better); base = {BASE} at {checkpoints[-1]} iterations")
+    print(format_table(summary))
+    print()
+    print("loop overhead (wall time outside the BlackBox per iteration, all starts together):")
+    for name, t in timing.items():
+        print(f"  {name:<12} {1e3 * t['overhead_s_per_iteration']:8.1f} ms/iteration   "
+              f"(wall {t['wall_s']:.1f} s, BlackBox {t['busy_s']:.2f} s)")
+    duty = duty_cycle(task, delay_s_per_query=0.02, iterations=5 if quick else 10)
+    print(f"duty cycle with the twin slowed to a 20 ms-per-query bench (gradpie, {task['optimizer']['n_starts']} "
+          f"starts): BlackBox {duty['busy_s']:.2f} s / wall {duty['wall_s']:.2f} s = {100 * duty['duty_cycle']:.1f} %")
+    print(f"total benchmark time: {time.perf_counter() - t0:.0f} s")
+    summary["timing"] = {"methods": timing, "duty_cycle_20ms": duty}
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(summary, indent=2))
+        print(f"wrote {json_path}")
+    return 0
+
+
+def duty_cycle(task: dict[str, Any], *, delay_s_per_query: float, iterations: int) -> dict[str, float]:
+    t = copy.deepcopy(task)
+    t["optimizer"]["iterations"] = iterations
+    res = _run_method(t, {**SURROGATE, "loss": "gradpie"}, 0, delay_s_per_query=delay_s_per_query)
+    return {"busy_s": res.busy_s, "wall_s": res.wall_s, "duty_cycle": res.busy_s / res.wall_s,
+            "iterations": iterations, "delay_s_per_query": delay_s_per_query}
+
+
+def bench_log(*, rows: int, quick: bool) -> int:
+    from hil.querylog import benchmark_append
+
+    rows = min(rows, 4000) if quick else rows
+    with tempfile.TemporaryDirectory() as tmp:
+        r = benchmark_append(Path(tmp) / "bench.h5", rows=rows)
+    target = 20000
+    print(f"query-log append (crash-safe, flushed per batch): {r['rows']} rows of {r['row_bytes']} bytes "
+          f"(3600 float32 inputs + 64x64 uint16 frame) in batches of {r['batch']}")
+    print(f"  {r['rows_per_s']:.0f} rows/s, {r['mb_per_s']:.0f} MB/s  (target {target} rows/s: "
+          f"{r['rows_per_s'] / target:.2f}x)")
+    return 0

@@ -1,0 +1,281 @@
+"""The BlackBox interface: every device, rig and simulated twin is one.
+
+A BlackBox is a batched, non-differentiable map ``y = F(x)``. Its public
+:meth:`BlackBox.query` takes a ``batch x d_in`` float tensor and returns a
+``batch x *output_shape`` tensor. It checks dtype, shape, finiteness and the
+declared bounds *before* the implementation's private :meth:`BlackBox._query`
+sees anything, applies the declared out-of-bounds policy (``reject`` or
+``clip``), times the call and appends it to the attached query log.
+Implementations write only ``_query`` (and, if they talk to something,
+``_connect`` / ``_close``); constructors do no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from hil.errors import DeviceError, InputError, NotConnectedError
+
+OutOfBounds = Literal["reject", "clip"]
+
+#: Why a query was made; stored in the log's ``purpose`` column.
+PURPOSES = ("step", "local_sample", "probe", "calibration", "initial")
+
+
+@dataclass(frozen=True)
+class BlackBoxSpec:
+    """What a BlackBox declares about itself.
+
+    ``lower`` / ``upper`` are ``d_in`` tensors of inclusive input bounds.
+    """
+
+    name: str
+    input_dim: int
+    lower: torch.Tensor
+    upper: torch.Tensor
+    output_shape: tuple[int, ...]
+    stochastic: bool = False
+    out_of_bounds: OutOfBounds = "reject"
+    output_dtype: torch.dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        lower = torch.as_tensor(self.lower, dtype=torch.float32).reshape(-1)
+        upper = torch.as_tensor(self.upper, dtype=torch.float32).reshape(-1)
+        if lower.numel() == 1:
+            lower = lower.expand(self.input_dim).clone()
+        if upper.numel() == 1:
+            upper = upper.expand(self.input_dim).clone()
+        if lower.numel() != self.input_dim or upper.numel() != self.input_dim:
+            raise ValueError(f"{self.name}: bounds must have {self.input_dim} entries")
+        if not bool((lower < upper).all()):
+            raise ValueError(f"{self.name}: every lower bound must be below its upper bound")
+        if self.out_of_bounds not in ("reject", "clip"):
+            raise ValueError(f"{self.name}: out_of_bounds must be 'reject' or 'clip', got {self.out_of_bounds!r}")
+        object.__setattr__(self, "lower", lower)
+        object.__setattr__(self, "upper", upper)
+        object.__setattr__(self, "output_shape", tuple(int(s) for s in self.output_shape))
+
+    @property
+    def output_dim(self) -> int:
+        return int(np.prod(self.output_shape)) if self.output_shape else 1
+
+
+@runtime_checkable
+class QueryLogLike(Protocol):
+    """What a BlackBox needs from a log (see :class:`hil.querylog.QueryLog`)."""
+
+    def append(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        t_start: float,
+        t_end: float,
+        iteration: int,
+        purpose: str,
+        start: np.ndarray | None = None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class SupportsQuery(Protocol):
+    """What callers need from a BlackBox."""
+
+    spec: BlackBoxSpec
+
+    def query(self, x: torch.Tensor, *, purpose: str = "step", iteration: int = -1) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Differentiable(Protocol):
+    """A twin whose forward map can be differentiated (the exact-gradient reference)."""
+
+    def forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """``batch x d_in`` -> ``batch x *output_shape``, differentiable, no validation, not logged."""
+        ...
+
+
+@dataclass
+class QueryStats:
+    """Counters kept by every BlackBox: rows answered, batches, seconds spent inside ``_query``."""
+
+    queries: int = 0
+    batches: int = 0
+    busy_s: float = 0.0
+    clipped_rows: int = 0
+    by_purpose: dict[str, int] = field(default_factory=dict)
+
+
+class BlackBox:
+    """Base class: validation, out-of-bounds policy, timing, logging around ``_query``."""
+
+    spec: BlackBoxSpec
+
+    def __init__(self, spec: BlackBoxSpec) -> None:
+        self.spec = spec
+        self.stats = QueryStats()
+        self._log: QueryLogLike | None = None
+        self._connected = False
+
+    # -- lifecycle -----------------------------------------------------------------
+    def connect(self) -> BlackBox:
+        if not self._connected:
+            self._connect()
+            self._connected = True
+        return self
+
+    def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            self._close()
+
+    def __enter__(self) -> BlackBox:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def attach_log(self, log: QueryLogLike | None) -> None:
+        """Append every answered query to ``log`` (``None`` detaches)."""
+        self._log = log
+
+    # -- the public, validated path ------------------------------------------------
+    def validate(self, x: Any) -> torch.Tensor:
+        """Return ``x`` as a contiguous float32 ``batch x d_in`` tensor, or raise :class:`InputError`."""
+        name, d = self.spec.name, self.spec.input_dim
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"{name}: query expects a torch.Tensor of shape (batch, {d}), got {type(x).__name__}")
+        if not x.dtype.is_floating_point:
+            raise InputError(
+                f"{name}: query expects a floating-point tensor, got dtype {x.dtype}; convert with x.float()"
+            )
+        if x.ndim != 2 or x.shape[1] != d:
+            hint = " (queries are always batched: use x[None] for one point)" if x.ndim == 1 else ""
+            raise InputError(f"{name}: query expects shape (batch, {d}), got {tuple(x.shape)}{hint}")
+        if x.shape[0] == 0:
+            raise InputError(f"{name}: query got an empty batch")
+        x = x.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero()[0].tolist()
+            n_nan = int(torch.isnan(x).sum())
+            n_inf = int(torch.isinf(x).sum())
+            raise InputError(
+                f"{name}: query input has {n_nan} NaN and {n_inf} inf entries "
+                f"(first at row {bad[0]}, column {bad[1]}); nothing was sent"
+            )
+        below = x < self.spec.lower
+        above = x > self.spec.upper
+        out = below | above
+        if bool(out.any()):
+            if self.spec.out_of_bounds == "clip":
+                self.stats.clipped_rows += int(out.any(dim=1).sum())
+                x = torch.maximum(torch.minimum(x, self.spec.upper), self.spec.lower)
+            else:
+                r, c = out.nonzero()[0].tolist()
+                raise InputError(
+                    f"{name}: query input out of bounds at row {r}, column {c}: {float(x[r, c]):.6g} not in "
+                    f"[{float(self.spec.lower[c]):.6g}, {float(self.spec.upper[c]):.6g}] "
+                    f"({int(out.sum())} entries out of bounds); nothing was sent. Clip the input or "
+                    f"declare out_of_bounds: clip"
+                )
+        return x
+
+    def query(
+        self,
+        x: torch.Tensor,
+        *,
+        purpose: str = "step",
+        iteration: int = -1,
+        start: torch.Tensor | np.ndarray | Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Evaluate the BlackBox on a ``batch x d_in`` tensor; returns ``batch x *output_shape``.
+
+        ``purpose`` (one of :data:`PURPOSES`), ``iteration`` and ``start`` (the
+        starting-point index of each row, ``batch`` ints) go to the query log.
+        """
+        if purpose not in PURPOSES:
+            raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+        if not self._connected:
+            raise NotConnectedError(f"{self.spec.name}: call connect() (or use 'with') before query()")
+        x = self.validate(x)
+        t_start = time.time()
+        y = self._query(x)
+        t_end = time.time()
+        y = torch.as_tensor(y)
+        expected = (x.shape[0], *self.spec.output_shape)
+        if tuple(y.shape) != expected:
+            raise DeviceError(f"{self.spec.name}: answered with shape {tuple(y.shape)}, expected {expected}")
+        y = y.detach()
+        n = x.shape[0]
+        st = self.stats
+        st.queries += n
+        st.batches += 1
+        st.busy_s += t_end - t_start
+        st.by_purpose[purpose] = st.by_purpose.get(purpose, 0) + n
+        if self._log is not None:
+            starts = None if start is None else np.asarray(start, dtype=np.int32).reshape(n)
+            self._log.append(x.numpy(), y.numpy(), t_start, t_end, iteration, purpose, starts)
+        return y
+
+    # -- what implementations write ------------------------------------------------
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        """``batch x d_in`` float32, validated and in bounds -> ``batch x *output_shape``."""
+        raise NotImplementedError
+
+    def _connect(self) -> None:
+        """Open the device / start the simulator. Default: nothing to open."""
+
+    def _close(self) -> None:
+        """Release what ``_connect`` opened."""
+
+
+class BlackBoxWrapper(BlackBox):
+    """A BlackBox around a BlackBox (imperfections, latency). The inner box is never logged twice."""
+
+    def __init__(self, inner: BlackBox, spec: BlackBoxSpec | None = None) -> None:
+        super().__init__(spec or inner.spec)
+        self.inner = inner
+
+    def _connect(self) -> None:
+        self.inner.connect()
+
+    def _close(self) -> None:
+        self.inner.close()
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner._query(x)
+
+    def forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(self.inner, Differentiable):
+            raise AttributeError(f"{self.inner.spec.name} has no differentiable forward model")
+        return self.inner.forward_differentiable(x)
+
+
+class Delayed(BlackBoxWrapper):
+    """Adds a fixed latency per queried row: turns a fast twin into a slow bench (e.g. 20 ms per query)."""
+
+    def __init__(self, inner: BlackBox, delay_s_per_query: float) -> None:
+        super().__init__(inner)
+        if delay_s_per_query < 0:
+            raise ValueError("delay_s_per_query must be >= 0")
+        self.delay_s_per_query = delay_s_per_query
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        t_end = time.perf_counter() + self.delay_s_per_query * x.shape[0]
+        y = self.inner._query(x)
+        remaining = t_end - time.perf_counter()
+        if remaining > 0:
+            time.sleep(remaining)
+        return y

@@ -1,0 +1,114 @@
+"""The ``hil`` command line: run, validate, log info, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from hil.errors import HilError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from hil.run import execute, load_run_config
+
+    config = load_run_config(args.config)
+    total = config.optimizer.iterations
+    bar = tqdm(total=total, desc=config.name, unit="it", disable=args.no_progress, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def progress(t, trace):
+        best = np.nanmean(trace.best[-1])
+        bar.n = t + 1
+        bar.set_postfix(queries=trace.queries[-1], best=f"{best:.4g}", refresh=False)
+        bar.refresh()
+
+    try:
+        result = execute(config, log_path=args.log, resume=args.resume, progress=progress)
+    finally:
+        bar.close()
+    tr = result.trace
+    best = tr.best_array()
+    print(f"run:     {config.name} ({tr.stopped})")
+    print(f"best:    mean {np.nanmean(best[-1]):.5g}, min {np.nanmin(best[-1]):.5g}, max {np.nanmax(best[-1]):.5g} "
+          f"over {best.shape[1]} starting points after {tr.iterations} iterations")
+    print(f"queries: {result.queries} this session; {result.busy_s:.2f} s inside the BlackBox, "
+          f"{result.wall_s:.2f} s wall")
+    print(f"log:     {result.log_path}")
+    if result.report_path:
+        print(f"report:  {result.report_path}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from hil.run import load_run_config
+
+    config = load_run_config(args.config)
+    print(f"{args.config}: valid ({config.blackbox.type}, {config.estimator.type}, {config.optimizer.mode})")
+    return 0
+
+
+def _cmd_log_info(args: argparse.Namespace) -> int:
+    from hil.querylog import summarize
+
+    print(summarize(args.log))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from hil import bench
+
+    if args.task == "log":
+        return bench.bench_log(rows=args.rows, quick=args.quick)
+    return bench.bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop training of physical systems.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a config: optimise with every query logged, write log + PNG report")
+    p.add_argument("config", help="YAML config, e.g. configs/cnon_twin.yaml")
+    p.add_argument("--log", help="log path (default: <log.dir>/<run id>.h5)")
+    p.add_argument("--resume", metavar="LOG", help="continue a killed run from its log")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate", help="check a config without running anything")
+    p.add_argument("config")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("log", help="inspect query logs")
+    log_sub = p.add_subparsers(dest="log_command", required=True)
+    q = log_sub.add_parser("info", help="summarise a log")
+    q.add_argument("log")
+    q.set_defaults(func=_cmd_log_info)
+
+    p = sub.add_parser("bench", help="benchmarks: estimators on a task, or the query log's append throughput")
+    p.add_argument("task", choices=["cnon", "log"])
+    p.add_argument("--json", help="write the results as JSON")
+    p.add_argument("--quick", action="store_true", help="a smaller version (under 2 minutes)")
+    p.add_argument("--rows", type=int, default=20000, help="log benchmark: rows to append")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HilError as exc:
+        print(f"hil: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hil: interrupted; every answered query is in the log", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

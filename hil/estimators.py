@@ -1,0 +1,211 @@
+"""Gradient estimators: the backward pass of a physical layer.
+
+Each estimator gives ``vjp(x, y, grad_y) = J_F(x)^T grad_y`` for a BlackBox
+``F`` at the points ``x`` it was queried at (``batch x d_in``), with ``y`` the
+measured outputs and ``grad_y`` the cotangents (``batch x *output_shape``):
+
+* ``surrogate`` - an MLP trained online on every measured pair (MSE, MAE or GradPIE loss);
+* ``exact`` - autograd through a differentiable twin (the reference);
+* ``finite_difference`` - central differences, ``2 d_in`` probe queries per point;
+* ``spsa`` - simultaneous perturbation, ``2 n_directions`` probe queries per point.
+
+Probing estimators query through the BlackBox's public, validated, logged path
+with ``purpose="probe"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hil.blackbox import BlackBox, Differentiable
+from hil.config import require
+from hil.errors import EstimatorError
+from hil.registry import ESTIMATORS
+from hil.surrogate import Surrogate, SurrogateConfig
+
+
+class GradientEstimator:
+    """Interface. ``bind`` once to a BlackBox, ``observe`` every measured pair, ``vjp`` on the backward pass."""
+
+    #: probe queries this estimator spends per point per ``vjp`` (for budgets and reports)
+    probes_per_point: int = 0
+
+    def bind(self, blackbox: BlackBox) -> GradientEstimator:
+        self.blackbox = blackbox
+        return self
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """New measured pairs (``batch x d_in``, ``batch x *output_shape``); default: ignored."""
+
+    def vjp(self, x: torch.Tensor, y: torch.Tensor, grad_y: torch.Tensor, *, iteration: int = -1,
+            start: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_summary(self) -> dict[str, Any]:
+        return {}
+
+
+@ESTIMATORS.register("surrogate")
+class SurrogateEstimator(GradientEstimator):
+    """Online surrogate: trains ``epochs`` epochs on all data seen whenever new data arrived, then differentiates."""
+
+    Config = SurrogateConfig
+
+    def __init__(self, config: SurrogateConfig) -> None:
+        self.config = config
+        self.surrogate: Surrogate | None = None
+        self._pending = False
+        self.last_loss = float("nan")
+        #: offline mode: keep the fitted surrogate as it is, ignore new data
+        self.frozen = False
+
+    @classmethod
+    def from_config(cls, config: SurrogateConfig) -> SurrogateEstimator:
+        return cls(config)
+
+    def bind(self, blackbox: BlackBox) -> SurrogateEstimator:
+        super().bind(blackbox)
+        spec = blackbox.spec
+        self.surrogate = Surrogate(self.config, spec.lower, spec.upper, spec.output_shape)
+        return self
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.surrogate is None:
+            raise EstimatorError("bind() the estimator to a BlackBox before use")
+        if self.frozen:
+            return
+        self.surrogate.add(x, y)
+        self._pending = True
+
+    def fit_pending(self) -> None:
+        if self._pending:
+            self.last_loss = self.surrogate.fit()
+            self._pending = False
+
+    def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
+        if self.surrogate is None or len(self.surrogate) == 0:
+            raise EstimatorError("the surrogate has no data: observe() measured pairs before asking for a gradient")
+        self.fit_pending()
+        return self.surrogate.vjp(x, grad_y)
+
+    def state_summary(self) -> dict[str, Any]:
+        n = 0 if self.surrogate is None else len(self.surrogate)
+        return {"loss": self.config.loss, "data": n, "train_loss": self.last_loss}
+
+
+@ESTIMATORS.register("exact")
+class ExactEstimator(GradientEstimator):
+    """Autograd through the BlackBox's differentiable model (a twin's ``forward_differentiable``)."""
+
+    @dataclass
+    class Config:
+        pass
+
+    @classmethod
+    def from_config(cls, config: Config) -> ExactEstimator:
+        return cls()
+
+    def bind(self, blackbox: BlackBox) -> ExactEstimator:
+        if not isinstance(blackbox, Differentiable):
+            raise EstimatorError(
+                f"estimator 'exact' needs a differentiable twin; {blackbox.spec.name} has no forward_differentiable"
+            )
+        return super().bind(blackbox)  # type: ignore[return-value]
+
+    def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
+        xr = x.detach().to(torch.float32).requires_grad_(True)
+        with torch.enable_grad():
+            out = self.blackbox.forward_differentiable(xr)  # type: ignore[attr-defined]
+            (g,) = torch.autograd.grad(out, xr, grad_outputs=grad_y.to(out.dtype).reshape(out.shape))
+        return g
+
+
+def _probe(blackbox: BlackBox, points: torch.Tensor, iteration: int, start: torch.Tensor | None,
+           repeat: int) -> torch.Tensor:
+    """Query ``points`` (``(batch*repeat) x d_in``) as probes; returns flattened float outputs."""
+    starts = None if start is None else start.repeat_interleave(repeat)
+    y = blackbox.query(points, purpose="probe", iteration=iteration, start=starts)
+    return y.to(torch.float32).reshape(points.shape[0], -1)
+
+
+@ESTIMATORS.register("finite_difference")
+class FiniteDifferenceEstimator(GradientEstimator):
+    """Central differences with step ``step`` (a fraction of each input's range), kept inside the bounds."""
+
+    @dataclass
+    class Config:
+        step: float = 1e-3
+
+        def __post_init__(self) -> None:
+            require(0 < self.step < 0.5, f"estimator.step must be in (0, 0.5), got {self.step}")
+
+    def __init__(self, step: float = 1e-3) -> None:
+        self.step = step
+
+    @classmethod
+    def from_config(cls, config: Config) -> FiniteDifferenceEstimator:
+        return cls(config.step)
+
+    def bind(self, blackbox: BlackBox) -> FiniteDifferenceEstimator:
+        super().bind(blackbox)
+        self.probes_per_point = 2 * blackbox.spec.input_dim
+        return self
+
+    def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
+        spec = self.blackbox.spec
+        b, d = x.shape
+        h = self.step * (spec.upper - spec.lower)  # d
+        eye = torch.diag(h)  # d x d
+        plus = torch.minimum(x.unsqueeze(1) + eye, spec.upper)  # b x d x d
+        minus = torch.maximum(x.unsqueeze(1) - eye, spec.lower)
+        points = torch.cat([plus, minus], dim=1).reshape(b * 2 * d, d)
+        out = _probe(self.blackbox, points, iteration, start, 2 * d).reshape(b, 2, d, -1)
+        width = (plus - minus).diagonal(dim1=1, dim2=2)  # b x d
+        jac_t = (out[:, 0] - out[:, 1]) / width.unsqueeze(-1)  # b x d x out  (J^T)
+        return torch.einsum("bdo,bo->bd", jac_t, grad_y.to(torch.float32).reshape(b, -1))
+
+
+@ESTIMATORS.register("spsa")
+class SPSAEstimator(GradientEstimator):
+    """Simultaneous perturbation: ``n_directions`` random +-1 directions, perturbation ``step`` of each range."""
+
+    @dataclass
+    class Config:
+        step: float = 0.01
+        n_directions: int = 1
+        seed: int = 0
+
+        def __post_init__(self) -> None:
+            require(0 < self.step < 0.5, f"estimator.step must be in (0, 0.5), got {self.step}")
+            require(self.n_directions >= 1, "estimator.n_directions must be >= 1")
+
+    def __init__(self, step: float = 0.01, n_directions: int = 1, seed: int = 0) -> None:
+        self.step = step
+        self.n_directions = n_directions
+        self.probes_per_point = 2 * n_directions
+        self._gen = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def from_config(cls, config: Config) -> SPSAEstimator:
+        return cls(config.step, config.n_directions, config.seed)
+
+    def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
+        spec = self.blackbox.spec
+        b, d = x.shape
+        n = self.n_directions
+        delta = torch.randint(0, 2, (b, n, d), generator=self._gen).to(torch.float32) * 2 - 1
+        h = self.step * (spec.upper - spec.lower)
+        plus = torch.minimum(x.unsqueeze(1) + delta * h, spec.upper)
+        minus = torch.maximum(x.unsqueeze(1) - delta * h, spec.lower)
+        points = torch.cat([plus, minus], dim=1).reshape(b * 2 * n, d)
+        out = _probe(self.blackbox, points, iteration, start, 2 * n).reshape(b, 2, n, -1)
+        g_out = grad_y.to(torch.float32).reshape(b, 1, -1)
+        # directional derivative of <grad_y, F> along each perturbation, divided componentwise by it
+        dirderiv = ((out[:, 0] - out[:, 1]) * g_out).sum(-1)  # b x n
+        width = plus - minus  # b x n x d
+        safe = torch.where(width.abs() > 0, width, torch.ones_like(width))
+        est = torch.where(width.abs() > 0, dirderiv.unsqueeze(-1) / safe, torch.zeros_like(width))
+        return est.mean(dim=1)

@@ -1,0 +1,77 @@
+"""Name -> implementation registries, so a config can say ``type: cnon_twin``.
+
+Registries reject duplicate names (a second registration is a bug, not an
+override). Plug-in packages (``hil.sim_backends``, ``hil.drivers``, third-party
+drivers) register their classes when imported; :func:`load_plugins` imports every
+module named in the ``hil.plugins`` entry-point group, so the core never imports
+a plug-in layer by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from hil.errors import RegistryError
+
+T = TypeVar("T")
+
+PLUGIN_GROUP = "hil.plugins"
+
+
+class Registry(Generic[T]):
+    """A duplicate-rejecting mapping from names to implementations."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@BLACKBOXES.register("cnon_twin")``."""
+
+        def decorate(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise RegistryError(f"{self.kind} {name!r} is registered twice ({self._items[name]!r} and {obj!r})")
+            self._items[name] = obj
+            return obj
+
+        return decorate
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            load_plugins()
+        if name not in self._items:
+            raise RegistryError(
+                f"unknown {self.kind} type {name!r}; allowed: {', '.join(sorted(self._items)) or '(none registered)'}"
+            )
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        load_plugins()
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+_loaded_plugins = False
+
+
+def load_plugins() -> None:
+    """Import every module of the ``hil.plugins`` entry-point group (once)."""
+    global _loaded_plugins
+    if _loaded_plugins:
+        return
+    _loaded_plugins = True
+    for ep in entry_points(group=PLUGIN_GROUP):
+        import_module(ep.value.split(":")[0])
+
+
+BLACKBOXES: Registry = Registry("blackbox")
+ESTIMATORS: Registry = Registry("estimator")
+OBJECTIVES: Registry = Registry("objective")

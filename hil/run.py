@@ -1,0 +1,195 @@
+"""A run described by a config: build the pieces, run the loop, write the log and the report.
+
+Config sections (every key validated before anything runs)::
+
+    name: cnon_twin
+    blackbox:  {type: cnon_twin, ...}          # hil.registry.BLACKBOXES
+    objective: {type: target_distance, ...}    # hil.registry.OBJECTIVES
+    estimator: {type: surrogate, loss: gradpie, ...}   # hil.registry.ESTIMATORS
+    optimizer: {mode: online, n_starts: 16, ...}       # hil.optimize.OptimizerConfig
+    log:       {dir: runs, ...}                        # LogConfig
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hil.config import TypedSection, load_yaml, parse, parse_typed
+from hil.errors import ConfigError, LogError
+from hil.optimize import Observation, OnlineOptimizer, OptimizerConfig, Trace, optimize_offline, select_best
+from hil.querylog import QueryLog, read_log
+from hil.registry import BLACKBOXES, ESTIMATORS, OBJECTIVES
+from hil.report import plot_objective_vs_queries
+
+TOP_LEVEL_KEYS = ("name", "description", "blackbox", "objective", "estimator", "optimizer", "log")
+
+
+@dataclass
+class LogConfig:
+    dir: str = "runs"
+    report: bool = True
+
+
+@dataclass
+class RunConfig:
+    name: str
+    description: str
+    blackbox: TypedSection
+    objective: TypedSection
+    estimator: TypedSection
+    optimizer: OptimizerConfig
+    log: LogConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "blackbox": self.blackbox.as_dict(),
+            "objective": self.objective.as_dict(),
+            "estimator": self.estimator.as_dict(),
+            "optimizer": dataclasses.asdict(self.optimizer),
+            "log": dataclasses.asdict(self.log),
+        }
+
+
+def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
+    """Validate a run config (a YAML path or a mapping); raises :class:`ConfigError` naming the bad key."""
+    data = dict(source) if isinstance(source, Mapping) else load_yaml(source)
+    unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown top-level key {unknown[0]!r}; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
+    for key in ("blackbox", "objective", "estimator"):
+        if key not in data:
+            raise ConfigError(f"missing section {key!r}")
+    name = data.get("name", "run")
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"name: expected a string of letters, digits, '-' and '_', got {name!r}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError("description: expected a string")
+    return RunConfig(
+        name=name,
+        description=description,
+        blackbox=parse_typed(BLACKBOXES, data["blackbox"], "blackbox"),
+        objective=parse_typed(OBJECTIVES, data["objective"], "objective"),
+        estimator=parse_typed(ESTIMATORS, data["estimator"], "estimator"),
+        optimizer=parse(OptimizerConfig, data.get("optimizer"), "optimizer"),
+        log=parse(LogConfig, data.get("log"), "log"),
+    )
+
+
+@dataclass
+class RunResult:
+    trace: Trace
+    log_path: Path
+    report_path: Path | None
+    queries: int
+    wall_s: float
+    busy_s: float
+
+
+def _queries_per_start(trace: Trace, n_starts: int) -> np.ndarray:
+    return np.asarray(trace.queries, dtype=np.float64) / n_starts
+
+
+def _replay_log(opt: OnlineOptimizer, log_path: Path) -> tuple[int, Observation | None]:
+    """Feed a killed run's log back into ``opt``: data to the estimator, history to the trace.
+
+    Returns the iteration to continue from and its measurements (queried before the
+    kill, so not queried again). Adam's moments are not in the log; they restart.
+    """
+    data = read_log(log_path)
+    p = opt.cfg.n_starts
+    usable = np.isin(data.purpose_labels(), ("initial", "step", "local_sample"))
+    steps = data.mask("step")
+    complete = [t for t in np.unique(data.iteration[steps]) if (steps & (data.iteration == t)).sum() == p]
+    if not complete:
+        raise LogError(f"{log_path}: no iteration with a measurement of all {p} starting points; start afresh")
+    last = int(max(complete))
+    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y).to(torch.float32)
+    it, start = torch.from_numpy(data.iteration.astype(np.int64)), torch.from_numpy(data.start.astype(np.int64))
+    before = torch.from_numpy(usable) & (it < last)
+    if bool(before.any()):
+        opt.estimator.observe(x[before], y[before])
+    sense = opt.objective.sense
+    for t in range(last):
+        rows = torch.from_numpy(usable) & (it == t) & (start >= 0)
+        if int(rows.sum()) == 0:
+            continue
+        obj = opt.objective(y[rows]).detach()
+        x_sel, y_sel, obj_sel = select_best(x[rows], y[rows], obj, start[rows], p, sense)
+        opt._queries_offset = int((data.iteration <= t).sum())
+        opt._record(obj_sel, x_sel, y_sel)
+    fit = getattr(opt.estimator, "surrogate", None)
+    if fit is not None and len(fit) > 0:  # catch up on the training the killed run had done
+        fit.fit(epochs=opt.estimator.config.epochs * min(last, 50))
+    rows = torch.from_numpy(usable) & (it == last) & (start >= 0)
+    opt._queries_offset = len(data)
+    opt._q0 = 0
+    replay = Observation(x[rows], y[rows], start[rows])
+    opt.gen.manual_seed(opt.cfg.seed + 1000 + last)
+    return last, replay
+
+
+def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: str | Path | None = None,
+            progress: Callable[[int, Trace], None] | None = None) -> RunResult:
+    """Run ``config`` end to end: connect, optimise with every query logged, write the report."""
+    blackbox = config.blackbox.build()
+    objective = config.objective.build(output_shape=blackbox.spec.output_shape)
+    estimator = config.estimator.build()
+    run_id = f"{config.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    config_dict = config.as_dict()
+    if resume is not None:
+        path = Path(resume)
+        old = read_log(path)
+        if old.attrs.get("config", {}) != json.loads(json.dumps(config_dict)):
+            raise LogError(f"{path} was written by a different config; resume it with the config it was run with")
+        log = QueryLog.open_append(path, run_id=run_id)
+    else:
+        path = Path(log_path) if log_path else Path(config.log.dir) / f"{run_id}.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = QueryLog.create(
+            path,
+            input_dim=blackbox.spec.input_dim,
+            output_shape=blackbox.spec.output_shape,
+            output_dtype=np.dtype(str(blackbox.spec.output_dtype).replace("torch.", "")),
+            run_id=run_id,
+            config=config_dict,
+            attrs={"sense": objective.sense, "blackbox": blackbox.spec.name},
+        )
+    t0 = time.perf_counter()
+    with log, blackbox:
+        blackbox.attach_log(log)
+        try:
+            if config.optimizer.mode == "offline":
+                dataset = None
+                if config.optimizer.dataset == "log":
+                    d = read_log(config.optimizer.dataset_log)
+                    dataset = (torch.from_numpy(d.x), torch.from_numpy(d.y).to(torch.float32))
+                trace = optimize_offline(blackbox, objective, estimator, config.optimizer, dataset, progress)
+            else:
+                opt = OnlineOptimizer(blackbox, objective, estimator, config.optimizer)
+                first, replay = (0, None) if resume is None else _replay_log(opt, path)
+                trace = opt.run(progress, first_iteration=first, replay=replay)
+        finally:
+            blackbox.attach_log(None)
+    wall = time.perf_counter() - t0
+    report = None
+    if config.log.report and trace.iterations:
+        report = plot_objective_vs_queries(
+            path.with_suffix(".png"),
+            {config.estimator.type: (_queries_per_start(trace, config.optimizer.n_starts), trace.best_array())},
+            sense=objective.sense,
+            title=f"{config.name}: {blackbox.spec.name}",
+        )
+    return RunResult(trace, path, report, blackbox.stats.queries, wall, blackbox.stats.busy_s)

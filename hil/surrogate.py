@@ -1,0 +1,194 @@
+"""Differentiable surrogates of a BlackBox and the losses that train them.
+
+* ``mse`` / ``mae``: fit values, ``1/N sum_i |f(x_i) - y_i|`` (the base models).
+* ``gradpie``: fit local differences, ``1/(N k) sum_i sum_{j in N_k(i)}
+  |(f(x_i) - f(x_j)) - (y_i - y_j)|`` (paper 000, eq. 10). Each minibatch
+  step uses ``pairs_per_anchor`` of the ``k`` pairs of each anchor, drawn at
+  random (an unbiased estimate of eq. 10 at ``(1 + pairs_per_anchor) / (1 + k)``
+  of the cost; ``pairs_per_anchor = k`` uses them all). By the gradient
+  theorem this aligns the surrogate's Jacobian with the true one on close pairs,
+  and it is invariant to a global offset of ``f`` and ``y`` (drifting hardware).
+
+A :class:`Surrogate` owns its data: points are added as they are measured, the
+k-NN pairs are updated incrementally, and :meth:`Surrogate.fit` runs epochs
+over everything seen so far. Inputs are normalised to ``[-1, 1]`` by the
+BlackBox bounds and outputs are standardised by the first data seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from hil.config import require
+from hil.knn import KNNPairs
+
+LossName = Literal["mse", "mae", "gradpie"]
+
+
+class MLP(nn.Module):
+    """``batch x d_in`` -> ``batch x d_out``; GELU hidden layers, optional LayerNorm (paper's Table 3)."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: Sequence[int], layer_norm: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = d_in
+        for h in hidden:
+            layers.append(nn.Linear(width, h))
+            if layer_norm:
+                layers.append(nn.LayerNorm(h))
+            layers.append(nn.GELU())
+            width = h
+        layers.append(nn.Linear(width, d_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@dataclass
+class SurrogateConfig:
+    loss: LossName = "gradpie"
+    k: int = 5
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    layer_norm: bool = False
+    epochs: int = 5
+    lr: float = 1e-3
+    batch_size: int = 256
+    weight_decay: float = 0.0
+    value_weight: float = 0.0
+    pairs_per_anchor: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.k >= 1, f"estimator.k must be >= 1, got {self.k}")
+        require(self.epochs >= 0, f"estimator.epochs must be >= 0, got {self.epochs}")
+        require(self.lr > 0, f"estimator.lr must be > 0, got {self.lr}")
+        require(self.batch_size >= 1, f"estimator.batch_size must be >= 1, got {self.batch_size}")
+        require(all(h >= 1 for h in self.hidden), "estimator.hidden: every layer width must be >= 1")
+        require(self.value_weight >= 0, "estimator.value_weight must be >= 0")
+        require(1 <= self.pairs_per_anchor <= self.k, "estimator.pairs_per_anchor must be in [1, k]")
+
+
+class Surrogate:
+    """A trainable differentiable model of a BlackBox with its own growing dataset."""
+
+    def __init__(self, config: SurrogateConfig, lower: torch.Tensor, upper: torch.Tensor,
+                 output_shape: tuple[int, ...]) -> None:
+        self.config = config
+        self.lower = lower.to(torch.float32)
+        self.span = (upper - lower).to(torch.float32)
+        self.output_shape = tuple(output_shape)
+        d_out = 1
+        for s in self.output_shape:
+            d_out *= s
+        self.d_out = d_out
+        self._gen = torch.Generator().manual_seed(config.seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.model = MLP(len(lower), d_out, config.hidden, config.layer_norm)
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.x = torch.empty(0, len(lower))  # normalised inputs, n x d_in
+        self.y = torch.empty(0, d_out)       # standardised outputs, n x d_out
+        self.y_mean: torch.Tensor | None = None
+        self.y_std: torch.Tensor | None = None
+        self.knn = KNNPairs(config.k) if config.loss == "gradpie" else None
+        self.steps_trained = 0
+
+    # -- data ----------------------------------------------------------------------
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * (x.to(torch.float32) - self.lower) / self.span - 1
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Add measured pairs: ``b x d_in`` inputs, ``b x *output_shape`` outputs (non-finite rows are skipped)."""
+        y = y.detach().to(torch.float32).reshape(y.shape[0], -1)
+        keep = torch.isfinite(y).all(dim=1)
+        if not bool(keep.any()):
+            return
+        x, y = x.detach()[keep], y[keep]
+        if self.y_mean is None:
+            self.y_mean = y.mean(dim=0)
+            std = y.std(dim=0) if y.shape[0] > 1 else torch.ones(self.d_out)
+            scale = std.mean().clamp_min(1e-8)  # one scale for all outputs keeps their relative weight
+            self.y_std = torch.full((self.d_out,), float(scale))
+        xn = self.normalise(x)
+        self.x = torch.cat([self.x, xn])
+        self.y = torch.cat([self.y, (y - self.y_mean) / self.y_std])
+        if self.knn is not None:
+            self.knn.add(xn)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    # -- model ---------------------------------------------------------------------
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable prediction in physical units: ``batch x d_in`` -> ``batch x *output_shape``."""
+        if self.y_mean is None:
+            raise RuntimeError("the surrogate has no data yet")
+        out = self.model(self.normalise(x)) * self.y_std + self.y_mean
+        return out.reshape(x.shape[0], *self.output_shape)
+
+    def _batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.loss in ("mse", "mae"):
+            err = self.model(self.x[idx]) - self.y[idx]
+            return err.pow(2).mean() if cfg.loss == "mse" else err.abs().mean()
+        nbr = self.knn.neighbours[idx]  # b x k
+        if cfg.pairs_per_anchor < cfg.k:  # an unbiased subsample of the k pairs: (1 + pairs) forward rows per anchor
+            pick = torch.rand(nbr.shape, generator=self._gen).argsort(dim=1)[:, : cfg.pairs_per_anchor]
+            nbr = torch.gather(nbr, 1, pick)
+        valid = nbr >= 0
+        nbr = torch.where(valid, nbr, idx.unsqueeze(1))  # self pairs contribute zero
+        b, k = nbr.shape
+        pred = self.model(torch.cat([self.x[idx], self.x[nbr.reshape(-1)]]))
+        f_i, f_j = pred[:b].unsqueeze(1), pred[b:].reshape(b, k, -1)
+        y_i, y_j = self.y[idx].unsqueeze(1), self.y[nbr]
+        diff = ((f_i - f_j) - (y_i - y_j)).abs().mean(dim=2)  # b x k
+        loss = (diff * valid).sum() / valid.sum().clamp_min(1)
+        if cfg.value_weight > 0:
+            loss = loss + cfg.value_weight * (pred[:b] - self.y[idx]).abs().mean()
+        return loss
+
+    def fit(self, epochs: int | None = None) -> float:
+        """Run ``epochs`` passes over all data in shuffled minibatches; returns the last epoch's mean loss."""
+        epochs = self.config.epochs if epochs is None else epochs
+        n = len(self)
+        if n == 0 or epochs == 0:
+            return float("nan")
+        if self.config.loss == "gradpie" and n < 2:
+            return float("nan")
+        self.model.train()
+        last = float("nan")
+        with torch.enable_grad():  # fit() may run inside a physical layer's backward pass
+            last = self._epochs(n, epochs)
+        self.model.eval()
+        return last
+
+    def _epochs(self, n: int, epochs: int) -> float:
+        last = float("nan")
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=self._gen)
+            total, count = 0.0, 0
+            for lo in range(0, n, self.config.batch_size):
+                idx = perm[lo: lo + self.config.batch_size]
+                loss = self._batch_loss(idx)
+                self.optim.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optim.step()
+                self.steps_trained += 1
+                total += loss.item() * len(idx)
+                count += len(idx)
+            last = total / count
+        return last
+
+    def vjp(self, x: torch.Tensor, grad_y: torch.Tensor) -> torch.Tensor:
+        """``J_f(x)^T grad_y`` for ``batch x d_in`` points and ``batch x *output_shape`` cotangents."""
+        xr = x.detach().to(torch.float32).requires_grad_(True)
+        with torch.enable_grad():
+            out = self.predict(xr)
+            (g,) = torch.autograd.grad(out, xr, grad_outputs=grad_y.to(out.dtype).reshape(out.shape))
+        return g

@@ -1,0 +1,86 @@
+"""Configs fail on load, before anything runs, with a message naming the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import small_run_config
+
+from hil.errors import ConfigError
+from hil.run import load_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_run_config(path)
+    assert cfg.name
+
+
+def _bad(tmp_path, section, key, value):
+    data = small_run_config(tmp_path)
+    if section is None:
+        data[key] = value
+    else:
+        data[section][key] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        (None, "optimiser", {}, "unknown top-level key 'optimiser'; allowed keys: name, description"),
+        ("optimizer", "itrations", 5, "optimizer: unknown key 'itrations'; allowed keys:"),
+        ("optimizer", "iterations", "many", "optimizer.iterations: expected an integer, got 'many'"),
+        ("optimizer", "iterations", 0, "optimizer.iterations must be >= 1"),
+        ("optimizer", "mode", "batch",
+         "optimizer.mode: 'batch' is not allowed; allowed values: 'online', 'offline'"),
+        ("blackbox", "type", "cnon", "blackbox.type: unknown blackbox type 'cnon'; allowed: cnon_twin"),
+        ("blackbox", "dim", 2.5, "blackbox.dim: expected an integer, got 2.5"),
+        ("blackbox", "couplng", 1.0, "blackbox: unknown key 'couplng'; allowed keys: coupling, dim"),
+        ("blackbox", "out_of_bounds", "wrap", "allowed values: 'reject', 'clip'"),
+        ("estimator", "type", "magic",
+         "estimator.type: unknown estimator type 'magic'; allowed: exact, finite_difference"),
+        ("estimator", "loss", "huber", "estimator.loss: 'huber' is not allowed; allowed values: 'mse', 'mae', 'gradpie'"),
+        ("estimator", "hidden", [64, "wide"], "estimator.hidden[1]: expected an integer"),
+        ("estimator", "k", 0, "estimator.k must be >= 1"),
+        ("objective", "norm", "max", "objective.norm: 'max' is not allowed"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, section, key, value, expected):
+    with pytest.raises(ConfigError) as info:
+        load_run_config(_bad(tmp_path, section, key, value))
+    assert expected in str(info.value)
+
+
+def test_missing_type_lists_allowed(tmp_path):
+    data = small_run_config(tmp_path)
+    del data["blackbox"]["type"]
+    with pytest.raises(ConfigError, match="blackbox: missing key 'type'; allowed types: cnon_twin"):
+        load_run_config(data)
+
+
+def test_missing_section(tmp_path):
+    data = small_run_config(tmp_path)
+    del data["estimator"]
+    with pytest.raises(ConfigError, match="missing section 'estimator'"):
+        load_run_config(data)
+
+
+def test_yaml_errors_are_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("blackbox: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_run_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_run_config(tmp_path / "nope.yaml")
+
+
+def test_scientific_notation_strings_are_numbers(tmp_path):
+    text = yaml.safe_dump(small_run_config(tmp_path)).replace("epochs: 2", "epochs: 2\n  lr: 1e-3")
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load_run_config(path).estimator.options.lr == pytest.approx(1e-3)
