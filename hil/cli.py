@@ -34,8 +34,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     tr = result.trace
     best = tr.best_array()
     print(f"run:     {config.name} ({tr.stopped})")
-    print(f"best:    mean {np.nanmean(best[-1]):.5g}, min {np.nanmin(best[-1]):.5g}, max {np.nanmax(best[-1]):.5g} "
-          f"over {best.shape[1]} starting points after {tr.iterations} iterations")
+    if tr.iterations:
+        print(f"best:    mean {np.nanmean(best[-1]):.5g}, min {np.nanmin(best[-1]):.5g}, "
+              f"max {np.nanmax(best[-1]):.5g} over {best.shape[1]} starting points after {tr.iterations} iterations")
+    else:
+        print("best:    none: no iteration ran")
     print(f"queries: {result.queries} this session; {result.busy_s:.2f} s inside the BlackBox, "
           f"{result.wall_s:.2f} s wall")
     print(f"log:     {result.log_path}")

@@ -81,9 +81,14 @@ class SurrogateEstimator(GradientEstimator):
         self._pending = True
 
     def fit_pending(self) -> None:
+        """Train ``epochs`` epochs if data arrived since the last fit (once per iteration in the loop)."""
         if self._pending:
-            self.last_loss = self.surrogate.fit()
-            self._pending = False
+            self.fit_now()
+
+    def fit_now(self, epochs: int | None = None) -> None:
+        """Train now on all data seen (``epochs`` defaults to the configured epochs per iteration)."""
+        self.last_loss = self.surrogate.fit(epochs)
+        self._pending = False
 
     def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
         if self.surrogate is None or len(self.surrogate) == 0:

@@ -143,7 +143,7 @@ class OnlineOptimizer:
         self._wall_offset = 0.0
         self._busy0 = 0.0
         self._queries_offset = 0
-        self._q0 = 0
+        self._q0 = blackbox.stats.queries  # queries counted from here (an offline dataset counts too)
 
     # -- pieces ----------------------------------------------------------------------
     def _queries(self) -> int:
@@ -181,11 +181,11 @@ class OnlineOptimizer:
         self.estimator.observe(obs.x, obs.y)
         obj = self.objective(obs.y).detach()
         x_sel, y_sel, obj_sel = select_best(obs.x, obs.y, obj, obs.start, self.cfg.n_starts, self.objective.sense)
-        self._record(obj_sel, x_sel, y_sel)
         y_leaf = y_sel.clone().requires_grad_(True)
         loss = self.objective.loss(y_leaf).sum()
         (grad_y,) = torch.autograd.grad(loss, y_leaf)
         grad_x = self.estimator.vjp(x_sel, y_sel, grad_y, iteration=t, start=self.start_ids)
+        self._record(obj_sel, x_sel, y_sel)  # after the VJP, so this iteration's probes are counted
         with torch.no_grad():
             self.u.copy_((x_sel - self.lower) / self.span)
         self.adam.zero_grad(set_to_none=True)
@@ -230,7 +230,6 @@ class OnlineOptimizer:
         """Run iterations ``first_iteration .. iterations-1``; ``replay`` supplies the first one's measurements."""
         self._t0_wall = time.perf_counter()
         self._busy0 = self.bb.stats.busy_s
-        self._q0 = self.bb.stats.queries
         if first_iteration == 0 and replay is None:
             self.initial_samples()
         for t in range(first_iteration, self.cfg.iterations):
@@ -271,7 +270,12 @@ def optimize_offline(blackbox: BlackBox, objective: Objective, estimator: Surrog
         y = blackbox.query(x, purpose="initial", iteration=-1).to(torch.float32)
     else:
         x, y = dataset
+    if x.shape[1] != blackbox.spec.input_dim or tuple(y.shape[1:]) != tuple(blackbox.spec.output_shape):
+        raise ConfigError(
+            f"offline dataset has inputs of {x.shape[1]} and outputs of shape {tuple(y.shape[1:])}; the blackbox "
+            f"takes {blackbox.spec.input_dim} inputs and answers {tuple(blackbox.spec.output_shape)}"
+        )
     estimator.observe(x, y)
-    estimator.surrogate.fit(config.fit_epochs)
+    estimator.fit_now(config.fit_epochs)
     estimator.frozen = True
     return opt.run(progress)

@@ -132,12 +132,21 @@ def _replay_log(opt: OnlineOptimizer, log_path: Path) -> tuple[int, Observation 
         opt._record(obj_sel, x_sel, y_sel)
     fit = getattr(opt.estimator, "surrogate", None)
     if fit is not None and len(fit) > 0:  # catch up on the training the killed run had done
-        fit.fit(epochs=opt.estimator.config.epochs * min(last, 50))
+        opt.estimator.fit_now(opt.estimator.config.epochs * min(last, 50))
     rows = torch.from_numpy(usable) & (it == last) & (start >= 0)
-    opt._queries_offset = len(data)
-    opt._q0 = 0
     replay = Observation(x[rows], y[rows], start[rows])
     opt.gen.manual_seed(opt.cfg.seed + 1000 + last)
+    m = opt.cfg.local_samples
+    if m > 0 and not bool((torch.from_numpy(data.mask("local_sample")) & (it == last)).any()):
+        # killed between the step batch of `last` and its local samples: measure those now
+        centre = x[rows][torch.argsort(start[rows])]  # p x d, one step row per start
+        noise = torch.randn(p, m, centre.shape[1], generator=opt.gen) * (opt.cfg.sigma * opt.span)
+        xl = torch.maximum(torch.minimum(centre.unsqueeze(1) + noise, opt.upper), opt.lower).reshape(p * m, -1)
+        sl = opt.start_ids.repeat_interleave(m)
+        yl = opt.bb.query(xl, purpose="local_sample", iteration=last, start=sl).to(torch.float32)
+        replay = Observation(torch.cat([replay.x, xl]), torch.cat([replay.y, yl]), torch.cat([replay.start, sl]))
+    opt._queries_offset = len(data)  # plus whatever this session queries (counted from _q0)
+    opt._q0 = 0
     return last, replay
 
 

@@ -1,0 +1,339 @@
+"""The optimisation loops: rank selection, online Algorithm 1 on the CNON twin, budgets, stopping, offline A1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import small_run_config
+
+from hil.config import parse_typed
+from hil.errors import ConfigError
+from hil.estimators import SurrogateEstimator
+from hil.optimize import OnlineOptimizer, OptimizerConfig, optimize_offline, optimize_online, select_best
+from hil.querylog import QueryLog, read_log
+from hil.registry import BLACKBOXES, ESTIMATORS, OBJECTIVES
+from hil.run import execute, load_run_config
+from hil.surrogate import Surrogate
+
+DIM = 6
+SMALL_SURROGATE = {"type": "surrogate", "loss": "gradpie", "hidden": [32, 32], "epochs": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # on a busy 2-core machine, two intra-op threads make each tiny surrogate fit ~100x slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _twin(**options):
+    return parse_typed(BLACKBOXES, {"type": "cnon_twin", "dim": DIM, "horizon": 2.0, "steps": 10, **options},
+                       "blackbox").build()
+
+
+def _objective(bb):
+    return parse_typed(OBJECTIVES, {"type": "target_distance"}, "objective").build(output_shape=bb.spec.output_shape)
+
+
+def _estimator(spec):
+    return parse_typed(ESTIMATORS, dict(spec), "estimator").build()
+
+
+def _run(estimator=None, progress=None, twin=None, **cfg):
+    """An online run on a fresh twin; returns (trace, twin, estimator)."""
+    bb = _twin(**(twin or {}))
+    est = _estimator(estimator or {"type": "exact"})
+    with bb:
+        trace = optimize_online(bb, _objective(bb), est, OptimizerConfig(**cfg), progress)
+    return trace, bb, est
+
+
+# -- rank selection ----------------------------------------------------------------------------
+
+
+def _rows():
+    x = torch.arange(7, dtype=torch.float32).unsqueeze(1).repeat(1, 2)  # row i holds the value i
+    y = x * 10
+    start = torch.tensor([0, 1, 0, 1, 0, 2, 1])
+    return x, y, start
+
+
+def test_select_best_min_and_max():
+    x, y, start = _rows()
+    obj = torch.tensor([3.0, 5.0, 1.0, 4.0, 2.0, 7.0, 6.0])
+    xs, ys, os_ = select_best(x, y, obj, start, 3, "min")
+    assert xs[:, 0].tolist() == [2, 3, 5] and ys[:, 0].tolist() == [20, 30, 50] and os_.tolist() == [1, 4, 7]
+    xs, ys, os_ = select_best(x, y, obj, start, 3, "max")
+    assert xs[:, 0].tolist() == [0, 6, 5] and os_.tolist() == [3, 6, 7]
+
+
+def test_select_best_prefers_the_first_on_ties():
+    x, y, start = _rows()
+    obj = torch.tensor([1.0, 2.0, 1.0, 2.0, 1.0, 0.0, 2.0])
+    for sense in ("min", "max"):  # every start's rows tie: the first row of each start wins
+        xs, _, _ = select_best(x, y, obj, start, 3, sense)
+        assert xs[:, 0].tolist() == [0, 1, 5]
+
+
+def test_select_best_ignores_nan():
+    x, y, start = _rows()
+    nan = float("nan")
+    obj = torch.tensor([nan, 5.0, 9.0, nan, nan, 7.0, 6.0])
+    xs, _, os_ = select_best(x, y, obj, start, 3, "min")
+    assert xs[:, 0].tolist() == [2, 1, 5] and os_.tolist() == [9, 5, 7]
+    xs, _, os_ = select_best(x, y, obj, start, 3, "max")
+    assert xs[:, 0].tolist() == [2, 6, 5] and os_.tolist() == [9, 6, 7]
+    obj = torch.tensor([-np.inf, 5.0, 9.0, np.inf, nan, 7.0, 6.0])  # +-inf are not "best" either
+    xs, _, _ = select_best(x, y, obj, start, 3, "min")
+    assert xs[:, 0].tolist() == [2, 1, 5]
+
+
+def test_select_best_missing_start_raises():
+    x, y, start = _rows()
+    with pytest.raises(Exception, match="no measurement for start 3"):
+        select_best(x, y, torch.zeros(7), start, 4, "min")
+
+
+# -- the online loop -----------------------------------------------------------------------------
+
+
+def test_online_exact_lowers_the_objective_and_best_is_monotone():
+    p, iterations, m = 4, 30, 1
+    trace, bb, _ = _run(n_starts=p, iterations=iterations, local_samples=m, sigma=0.02)
+    best, objective = trace.best_array(), np.stack(trace.objective)
+    assert best.shape == (iterations, p) and trace.stopped == "iterations done"
+    assert best[-1].mean() < 0.3 * best[0].mean()
+    assert (np.diff(best, axis=0) <= 0).all()  # best-so-far never gets worse, per start
+    np.testing.assert_allclose(best, np.minimum.accumulate(objective, axis=0))
+    assert trace.queries == [p * (1 + m) * (t + 1) for t in range(iterations)]
+    assert bb.stats.queries == trace.queries[-1]
+    assert bb.stats.by_purpose == {"step": p * iterations, "local_sample": p * m * iterations}
+    assert len(trace.wall_s) == len(trace.busy_s) == iterations and (np.diff(trace.wall_s) >= 0).all()
+    # the best point is a measured one: re-measuring it (a deterministic twin) gives the recorded best
+    with bb:
+        again = _objective(bb)(bb.query(trace.x_best)).numpy()
+    np.testing.assert_allclose(again, best[-1], rtol=1e-5)
+
+
+def test_finite_difference_probes_2d_per_point_per_iteration():
+    p, iterations, m = 2, 3, 1
+    trace, bb, est = _run({"type": "finite_difference", "step": 1e-3}, n_starts=p, iterations=iterations,
+                          local_samples=m)
+    assert est.probes_per_point == 2 * DIM
+    probes = 2 * DIM * p * iterations
+    assert bb.stats.by_purpose == {"step": p * iterations, "local_sample": p * m * iterations, "probe": probes}
+    assert trace.iterations == iterations
+
+
+def test_trace_queries_include_the_probes_of_their_iteration():
+    p, iterations, m = 2, 3, 1
+    trace, bb, _ = _run({"type": "finite_difference", "step": 1e-3}, n_starts=p, iterations=iterations,
+                        local_samples=m)
+    assert trace.queries == [p * (1 + m + 2 * DIM) * (t + 1) for t in range(iterations)]
+    assert trace.queries[-1] == bb.stats.queries
+
+
+def test_query_budget_stops_the_loop():
+    p, m, budget = 3, 1, 50  # 6 queries per iteration: 8 iterations fit (48), a 9th would not (54)
+    trace, bb, _ = _run(n_starts=p, local_samples=m, iterations=100, max_queries=budget)
+    assert bb.stats.queries <= budget
+    assert trace.iterations == budget // (p * (1 + m)) == 8
+    assert trace.queries[-1] == bb.stats.queries == 48
+    assert trace.stopped == f"query budget {budget} reached"
+
+
+def test_query_budget_counts_probes():
+    p, budget = 2, 100  # finite differences: 2 * (1 + 12) = 26 queries per iteration -> 3 iterations
+    trace, bb, _ = _run({"type": "finite_difference"}, n_starts=p, iterations=50, max_queries=budget)
+    assert bb.stats.queries == 78 <= budget
+    assert bb.stats.by_purpose == {"step": 6, "probe": 72}
+    assert trace.iterations == 3 and trace.stopped == f"query budget {budget} reached"
+
+
+def test_budget_smaller_than_one_iteration_makes_no_query():
+    trace, bb, _ = _run(n_starts=3, iterations=10, max_queries=2)
+    assert bb.stats.queries == 0 and trace.iterations == 0 and "query budget 2" in trace.stopped
+
+
+def test_convergence_stops_early():
+    tol, patience, iterations = 1e-3, 3, 300
+    trace, _, _ = _run(n_starts=3, iterations=iterations, lr=0.05, tol=tol, patience=patience)
+    n = trace.iterations
+    assert patience < n < iterations
+    assert trace.stopped == f"converged: improvement < tol over {patience} iterations"
+    mean_best = trace.best_array().mean(axis=1)
+    assert mean_best[-1 - patience] - mean_best[-1] < tol  # the stopping rule held at the end...
+    if n - 1 > patience:  # ...and not one iteration earlier
+        assert mean_best[-2 - patience] - mean_best[-2] >= tol
+
+
+def test_no_convergence_stop_without_tol():
+    trace, _, _ = _run(n_starts=2, iterations=12, lr=0.05, patience=1)  # tol = 0: never converged
+    assert trace.iterations == 12 and trace.stopped == "iterations done"
+
+
+def _starts(seed, init="uniform"):
+    bb = _twin()
+    opt = OnlineOptimizer(bb, _objective(bb), _estimator({"type": "exact"}),
+                          OptimizerConfig(n_starts=4, iterations=5, seed=seed, init=init))
+    return opt.u.detach().clone()
+
+
+@pytest.mark.parametrize("init", ["uniform", "lhs"])
+def test_seed_determines_the_starting_points(init):
+    a, b, c = _starts(0, init), _starts(0, init), _starts(1, init)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert ((a >= 0) & (a <= 1)).all()
+    if init == "lhs":  # one point per stratum in each coordinate
+        assert sorted((a * 4).floor()[:, 0].tolist()) == [0, 1, 2, 3]
+
+
+def test_seed_determines_the_trace():
+    cfg = dict(n_starts=3, iterations=8, local_samples=2, sigma=0.05)
+    t1, bb1, _ = _run(seed=3, **cfg)
+    t2, bb2, _ = _run(seed=3, **cfg)
+    t3, _, _ = _run(seed=4, **cfg)
+    np.testing.assert_array_equal(np.stack(t1.objective), np.stack(t2.objective))
+    np.testing.assert_array_equal(t1.best_array(), t2.best_array())
+    assert torch.equal(t1.x_best, t2.x_best) and t1.queries == t2.queries
+    assert not np.allclose(np.stack(t1.objective)[0], np.stack(t3.objective)[0])
+
+
+def test_local_samples_stay_in_bounds_and_are_logged_per_start(tmp_path):
+    p, m, iterations, sigma = 3, 1, 6, 0.5  # a wide spread: many samples land on a bound and are clipped
+    bb = _twin(out_of_bounds="reject")  # any out-of-bounds row would raise instead of being clipped
+    log = QueryLog.create(tmp_path / "log.h5", input_dim=DIM, output_shape=(DIM,), run_id="t")
+    with log, bb:
+        bb.attach_log(log)
+        optimize_online(bb, _objective(bb), _estimator(SMALL_SURROGATE),
+                        OptimizerConfig(n_starts=p, iterations=iterations, local_samples=m, sigma=sigma))
+    data = read_log(tmp_path / "log.h5")
+    assert set(data.purpose_labels()) == {"step", "local_sample"}
+    local, steps = data.mask("local_sample"), data.mask("step")
+    assert int(local.sum()) == p * m * iterations
+    lo, hi = bb.spec.lower.numpy(), bb.spec.upper.numpy()
+    assert ((data.x >= lo) & (data.x <= hi)).all()
+    assert ((data.x[local] == lo) | (data.x[local] == hi)).any()  # the clipping was exercised
+    for t in range(iterations):
+        for s in range(p):
+            rows = local & (data.iteration == t) & (data.start == s)
+            assert int(rows.sum()) == m
+            centre = data.x[steps & (data.iteration == t) & (data.start == s)]
+            assert centre.shape == (1, DIM)
+            # a sample is drawn around its own start's point: within 5 sigma of the range, per coordinate
+            assert (np.abs(data.x[rows] - centre) <= 5 * sigma * (hi - lo)).all()
+            # and logged right after that point, in the same iteration
+            assert np.flatnonzero(rows)[0] > np.flatnonzero(steps & (data.iteration == t))[-1]
+
+
+def test_local_samples_narrow_spread_are_near_their_start(tmp_path):
+    p, sigma = 4, 0.01
+    bb = _twin()
+    log = QueryLog.create(tmp_path / "log.h5", input_dim=DIM, output_shape=(DIM,), run_id="t")
+    with log, bb:
+        bb.attach_log(log)
+        optimize_online(bb, _objective(bb), _estimator({"type": "exact"}),
+                        OptimizerConfig(n_starts=p, iterations=1, local_samples=1, sigma=sigma))
+    data = read_log(tmp_path / "log.h5")
+    xs, xl = data.x[data.mask("step")], data.x[data.mask("local_sample")]
+    dist = np.abs(xl[:, None, :] - xs[None, :, :]).max(axis=2)  # local sample x step point
+    nearest = dist.argmin(axis=1)
+    np.testing.assert_array_equal(data.start[data.mask("step")][nearest], data.start[data.mask("local_sample")])
+    assert (dist.min(axis=1) <= 5 * sigma * 2).all()
+
+
+# -- offline -----------------------------------------------------------------------------------
+
+
+class _SurrogateSpy:
+    """Captures every Surrogate built, so the state of the one used by a run can be watched."""
+
+    def __init__(self, monkeypatch):
+        self.instances: list[Surrogate] = []
+        init = Surrogate.__init__
+
+        def spy(surrogate, *args, **kwargs):
+            init(surrogate, *args, **kwargs)
+            self.instances.append(surrogate)
+
+        monkeypatch.setattr(Surrogate, "__init__", spy)
+
+
+def test_optimize_offline_fits_once_then_keeps_the_dataset():
+    p, iterations, size, epochs = 3, 5, 64, 4
+    bb = _twin()
+    est = _estimator(SMALL_SURROGATE)
+    states = []
+
+    def progress(t, trace):
+        states.append((len(est.surrogate), est.surrogate.steps_trained))
+
+    with bb:
+        trace = optimize_offline(bb, _objective(bb), est,
+                                 OptimizerConfig(mode="offline", n_starts=p, iterations=iterations,
+                                                 dataset_size=size, fit_epochs=epochs), progress=progress)
+    assert isinstance(est, SurrogateEstimator) and est.frozen
+    assert bb.stats.by_purpose == {"initial": size, "step": p * iterations}
+    assert [n for n, _ in states] == [size] * iterations  # no data added while the loop runs
+    assert len({steps for _, steps in states}) == 1  # and no training either
+    assert states[0][1] >= epochs
+    assert trace.iterations == iterations
+
+
+def test_optimize_offline_trains_exactly_fit_epochs():
+    bb = _twin()
+    est = _estimator(SMALL_SURROGATE)  # batch_size 256 > dataset_size: one optimiser step per epoch
+    with bb:
+        optimize_offline(bb, _objective(bb), est, OptimizerConfig(mode="offline", n_starts=2, iterations=3,
+                                                                  dataset_size=64, fit_epochs=4))
+    assert est.surrogate.steps_trained == 4
+
+
+def test_optimize_offline_rejects_other_estimators():
+    bb = _twin()
+    with bb, pytest.raises(ConfigError, match="offline mode needs estimator type 'surrogate'"):
+        optimize_offline(bb, _objective(bb), _estimator({"type": "exact"}), OptimizerConfig(mode="offline"))
+
+
+def test_offline_via_execute_lhs_then_log_dataset(tmp_path, monkeypatch):
+    p, iterations, size = 3, 4, 40
+    spy = _SurrogateSpy(monkeypatch)
+    sizes: list[int] = []
+    trained: list[int] = []
+
+    def progress(t, trace):
+        sizes.append(len(spy.instances[-1]))
+        trained.append(spy.instances[-1].steps_trained)
+
+    data = small_run_config(tmp_path / "runs", mode="offline", dataset="lhs", dataset_size=size, fit_epochs=3,
+                            iterations=iterations)
+    first = execute(load_run_config(data), log_path=tmp_path / "lhs.h5", progress=progress)
+    assert sizes == [size] * iterations
+    assert trained[0] >= 3 and len(set(trained)) == 1  # fitted before the loop, frozen during it
+    log1 = read_log(first.log_path)
+    assert int(log1.mask("initial").sum()) == size and int(log1.mask("step").sum()) == p * iterations
+    assert len(log1) == size + p * iterations and (log1.iteration[log1.mask("initial")] == -1).all()
+    assert first.report_path is not None and first.report_path.is_file()
+
+    # dataset: log -> the earlier run's whole log is the dataset; nothing is queried to build one
+    data = small_run_config(tmp_path / "runs", mode="offline", dataset="log", dataset_log=str(first.log_path),
+                            fit_epochs=3, iterations=iterations)
+    sizes.clear()
+    trained.clear()
+    second = execute(load_run_config(data), log_path=tmp_path / "from_log.h5", progress=progress)
+    assert sizes == [len(log1)] * iterations
+    assert trained[0] >= 3 and len(set(trained)) == 1
+    log2 = read_log(second.log_path)
+    assert int(log2.mask("initial").sum()) == 0 and len(log2) == p * iterations
+    surrogate = spy.instances[-1]
+    np.testing.assert_allclose(surrogate.x, surrogate.normalise(torch.from_numpy(log1.x)))
+
+
+def test_offline_log_dataset_needs_a_path(tmp_path):
+    data = small_run_config(tmp_path, mode="offline", dataset="log")
+    with pytest.raises(ConfigError, match="optimizer.dataset_log"):
+        load_run_config(data)
