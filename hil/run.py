@@ -98,6 +98,12 @@ class RunResult:
     busy_s: float
 
 
+def _method_label(config: RunConfig) -> str:
+    loss = getattr(config.estimator.options, "loss", None)
+    label = config.estimator.type if loss is None else f"{config.estimator.type} ({loss})"
+    return f"{label}, M={config.optimizer.local_samples}"
+
+
 def _queries_per_start(trace: Trace, n_starts: int) -> np.ndarray:
     return np.asarray(trace.queries, dtype=np.float64) / n_starts
 
@@ -197,7 +203,7 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
     if config.log.report and trace.iterations:
         report = plot_objective_vs_queries(
             path.with_suffix(".png"),
-            {config.estimator.type: (_queries_per_start(trace, config.optimizer.n_starts), trace.best_array())},
+            {_method_label(config): (_queries_per_start(trace, config.optimizer.n_starts), trace.best_array())},
             sense=objective.sense,
             title=f"{config.name}: {blackbox.spec.name}",
         )

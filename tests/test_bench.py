@@ -1,0 +1,76 @@
+"""The benchmark machinery: JSON shape, checkpoints, queries-to-base, on a tiny task."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hil.bench import CNON_TASK, compare, queries_to_reach, run_task_benchmark
+
+TINY = copy.deepcopy(CNON_TASK)
+TINY["blackbox"].update(dim=4, steps=8)
+TINY["optimizer"].update(n_starts=3, iterations=12)
+SMALL = {"type": "surrogate", "hidden": [16], "epochs": 1}
+METHODS = {"exact": ({"type": "exact"}, 0), "mse": ({**SMALL, "loss": "mse"}, 0),
+           "gradpie_m1": ({**SMALL, "loss": "gradpie", "k": 3}, 1)}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    summary, timing = run_task_benchmark(TINY, METHODS, checkpoints=[3, 6, 12], base="mse", progress=False,
+                                         comparisons=[("gradpie_m1", "mse"), ("exact", "mse")])
+    return summary, timing
+
+
+def test_summary_has_the_documented_json_shape(tiny):
+    summary, _ = tiny
+    assert summary["task"] == "bench_cnon" and summary["sense"] == "min"
+    assert set(summary["methods"]) == set(METHODS)
+    for name, m in summary["methods"].items():
+        assert m["iterations"] == [3, 6, 12]
+        for key in ("queries", "mean", "std", "median", "q25", "q75"):
+            assert len(m[key]) == 3, (name, key)
+        assert m["q25"][0] <= m["median"][0] <= m["q75"][0]
+        assert m["queries_to_base"] is None or isinstance(m["queries_to_base"], int)
+    json.dumps(summary)  # serialisable
+    # queries per start: 1 per iteration without local samples, 2 with M = 1
+    assert summary["methods"]["exact"]["queries"] == [3, 6, 12]
+    assert summary["methods"]["gradpie_m1"]["queries"] == [6, 12, 24]
+
+
+def test_best_so_far_never_gets_worse(tiny):
+    summary, _ = tiny
+    for m in summary["methods"].values():
+        assert m["mean"][0] >= m["mean"][1] >= m["mean"][2]
+
+
+def test_queries_to_base_is_where_the_mean_first_reaches_the_base(tiny):
+    summary, timing = tiny
+    base_final = summary["methods"]["mse"]["mean"][-1]
+    assert summary["methods"]["mse"]["queries_to_base"] <= 12
+    exact = next(c for c in timing["comparisons"] if c["method"] == "exact")
+    assert exact["level"] == pytest.approx(base_final)
+    if exact["queries"] is not None:
+        assert exact["ratio"] == pytest.approx(exact["queries"] / 12)
+
+
+def test_queries_to_reach_on_a_constructed_trace():
+    from hil.bench import MethodResult
+    from hil.optimize import Trace
+
+    tr = Trace(sense="min", best=[np.array([3.0, 3.0]), np.array([2.0, 1.0]), np.array([1.0, 0.5])],
+               queries=[2, 4, 6])
+    res = MethodResult("m", tr, n_starts=2, wall_s=1.0, busy_s=0.5)
+    assert queries_to_reach(res, 1.5, "min") == 2  # mean 1.5 at the second iteration: 4 queries / 2 starts
+    assert queries_to_reach(res, 0.1, "min") is None
+    assert compare({"m": res}, [("m", "missing")], 3) == []
+
+
+def test_cli_bench_rejects_unknown_task():
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "owms"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
