@@ -13,7 +13,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 import yaml
 from conftest import small_run_config
 
@@ -26,14 +25,6 @@ from hil.run import execute, load_run_config
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # one intra-op thread: on a busy 2-core machine two threads make each tiny surrogate fit ~100x slower
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _write(path: Path, data: dict) -> Path:

@@ -20,15 +20,6 @@ DIM = 6
 SMALL_SURROGATE = {"type": "surrogate", "loss": "gradpie", "hidden": [32, 32], "epochs": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # on a busy 2-core machine, two intra-op threads make each tiny surrogate fit ~100x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _twin(**options):
     return parse_typed(BLACKBOXES, {"type": "cnon_twin", "dim": DIM, "horizon": 2.0, "steps": 10, **options},
                        "blackbox").build()
