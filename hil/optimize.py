@@ -30,7 +30,7 @@ import torch
 
 from hil.blackbox import BlackBox
 from hil.config import require
-from hil.errors import ConfigError, EstimatorError
+from hil.errors import ConfigError, EstimatorError, LogError
 from hil.estimators import GradientEstimator, SurrogateEstimator
 from hil.objectives import Objective
 from hil.sampling import latin_hypercube, to_bounds
@@ -162,19 +162,62 @@ class OnlineOptimizer:
 
     def measure(self, t: int) -> Observation:
         """Steps 1-2: query the current points and their local samples."""
-        p, d, m = self.cfg.n_starts, self.bb.spec.input_dim, self.cfg.local_samples
         x = to_bounds(self.u.detach().clamp(0, 1), self.lower, self.upper)
         y = self.bb.query(x, purpose="step", iteration=t, start=self.start_ids).to(torch.float32)
-        xs, ys, starts = [x], [y], [self.start_ids]
-        if m > 0:
-            noise = torch.randn(p, m, d, generator=self.gen) * (self.cfg.sigma * self.span)
-            xl = torch.maximum(torch.minimum(x.unsqueeze(1) + noise, self.upper), self.lower).reshape(p * m, d)
-            sl = self.start_ids.repeat_interleave(m)
-            yl = self.bb.query(xl, purpose="local_sample", iteration=t, start=sl).to(torch.float32)
-            xs.append(xl)
-            ys.append(yl)
-            starts.append(sl)
-        return Observation(torch.cat(xs), torch.cat(ys), torch.cat(starts))
+        obs = Observation(x, y, self.start_ids)
+        return self._add_local_samples(obs, x, t) if self.cfg.local_samples > 0 else obs
+
+    def _add_local_samples(self, obs: Observation, centres: torch.Tensor, t: int) -> Observation:
+        """Query ``M`` samples around each of the ``P x d`` centres and append them to ``obs``."""
+        p, m, d = self.cfg.n_starts, self.cfg.local_samples, self.bb.spec.input_dim
+        noise = torch.randn(p, m, d, generator=self.gen) * (self.cfg.sigma * self.span)
+        xl = torch.maximum(torch.minimum(centres.unsqueeze(1) + noise, self.upper), self.lower).reshape(p * m, d)
+        sl = self.start_ids.repeat_interleave(m)
+        yl = self.bb.query(xl, purpose="local_sample", iteration=t, start=sl).to(torch.float32)
+        return Observation(torch.cat([obs.x, xl]), torch.cat([obs.y, yl]), torch.cat([obs.start, sl]))
+
+    def replay(self, x: np.ndarray, y: np.ndarray, iteration: np.ndarray, start: np.ndarray,
+               purpose: np.ndarray) -> tuple[int, Observation]:
+        """Feed a killed run's queries back (columns of its log; ``purpose`` as names).
+
+        Every measured pair goes to the estimator and the history to the trace. Returns
+        the iteration to continue from and its measurements, which were answered before
+        the kill and are not queried again (local samples missing from it are). Adam's
+        moments are not in the log and restart; a surrogate is re-fitted on all the data.
+        """
+        p = self.cfg.n_starts
+        usable = torch.from_numpy(np.isin(purpose, ("initial", "step", "local_sample")))
+        it = torch.from_numpy(np.asarray(iteration, dtype=np.int64))
+        st = torch.from_numpy(np.asarray(start, dtype=np.int64))
+        xt, yt = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)).to(torch.float32)
+        steps = torch.from_numpy(np.asarray(purpose) == "step")
+        complete = [int(t) for t in torch.unique(it[steps]) if int((steps & (it == t)).sum()) == p]
+        if not complete:
+            raise LogError(f"no iteration has a measurement of all {p} starting points; start afresh")
+        last = max(complete)
+        before = usable & (it < last)
+        if bool(before.any()):
+            self.estimator.observe(xt[before], yt[before])
+        for t in range(last):
+            rows = usable & (it == t) & (st >= 0)
+            if bool(rows.any()):
+                obj = self.objective(yt[rows]).detach()
+                sel = select_best(xt[rows], yt[rows], obj, st[rows], p, self.objective.sense)
+                self._queries_offset = int((it <= t).sum())
+                self._record(sel[2], sel[0], sel[1])
+        if isinstance(self.estimator, SurrogateEstimator) and len(self.estimator.surrogate) > 0:
+            self.estimator.fit_now(self.estimator.config.epochs * min(last, 50))  # catch up on lost training
+        self._queries_offset = len(it)
+        self._q0 = self.bb.stats.queries  # what this session queries from here on counts on top
+        self.gen.manual_seed(self.cfg.seed + 1000 + last)
+        rows = usable & (it == last) & (st >= 0)
+        obs = Observation(xt[rows], yt[rows], st[rows])
+        has_local = bool((torch.from_numpy(np.asarray(purpose) == "local_sample") & (it == last)).any())
+        if self.cfg.local_samples > 0 and not has_local:  # killed between the step batch and its samples
+            step_rows = rows & steps
+            centres = xt[step_rows][torch.argsort(st[step_rows])]
+            obs = self._add_local_samples(obs, centres, last)
+        return last, obs
 
     def step(self, t: int, obs: Observation) -> None:
         """Steps 3-4 (and the bookkeeping): observe, select, estimate the gradient, take an Adam step."""

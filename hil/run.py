@@ -26,7 +26,7 @@ import torch
 
 from hil.config import TypedSection, load_yaml, parse, parse_typed
 from hil.errors import ConfigError, LogError
-from hil.optimize import Observation, OnlineOptimizer, OptimizerConfig, Trace, optimize_offline, select_best
+from hil.optimize import OnlineOptimizer, OptimizerConfig, Trace, optimize_offline
 from hil.querylog import QueryLog, read_log
 from hil.registry import BLACKBOXES, ESTIMATORS, OBJECTIVES
 from hil.report import plot_objective_vs_queries
@@ -108,54 +108,6 @@ def _queries_per_start(trace: Trace, n_starts: int) -> np.ndarray:
     return np.asarray(trace.queries, dtype=np.float64) / n_starts
 
 
-def _replay_log(opt: OnlineOptimizer, log_path: Path) -> tuple[int, Observation | None]:
-    """Feed a killed run's log back into ``opt``: data to the estimator, history to the trace.
-
-    Returns the iteration to continue from and its measurements (queried before the
-    kill, so not queried again). Adam's moments are not in the log; they restart.
-    """
-    data = read_log(log_path)
-    p = opt.cfg.n_starts
-    usable = np.isin(data.purpose_labels(), ("initial", "step", "local_sample"))
-    steps = data.mask("step")
-    complete = [t for t in np.unique(data.iteration[steps]) if (steps & (data.iteration == t)).sum() == p]
-    if not complete:
-        raise LogError(f"{log_path}: no iteration with a measurement of all {p} starting points; start afresh")
-    last = int(max(complete))
-    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y).to(torch.float32)
-    it, start = torch.from_numpy(data.iteration.astype(np.int64)), torch.from_numpy(data.start.astype(np.int64))
-    before = torch.from_numpy(usable) & (it < last)
-    if bool(before.any()):
-        opt.estimator.observe(x[before], y[before])
-    sense = opt.objective.sense
-    for t in range(last):
-        rows = torch.from_numpy(usable) & (it == t) & (start >= 0)
-        if int(rows.sum()) == 0:
-            continue
-        obj = opt.objective(y[rows]).detach()
-        x_sel, y_sel, obj_sel = select_best(x[rows], y[rows], obj, start[rows], p, sense)
-        opt._queries_offset = int((data.iteration <= t).sum())
-        opt._record(obj_sel, x_sel, y_sel)
-    fit = getattr(opt.estimator, "surrogate", None)
-    if fit is not None and len(fit) > 0:  # catch up on the training the killed run had done
-        opt.estimator.fit_now(opt.estimator.config.epochs * min(last, 50))
-    rows = torch.from_numpy(usable) & (it == last) & (start >= 0)
-    replay = Observation(x[rows], y[rows], start[rows])
-    opt.gen.manual_seed(opt.cfg.seed + 1000 + last)
-    m = opt.cfg.local_samples
-    if m > 0 and not bool((torch.from_numpy(data.mask("local_sample")) & (it == last)).any()):
-        # killed between the step batch of `last` and its local samples: measure those now
-        centre = x[rows][torch.argsort(start[rows])]  # p x d, one step row per start
-        noise = torch.randn(p, m, centre.shape[1], generator=opt.gen) * (opt.cfg.sigma * opt.span)
-        xl = torch.maximum(torch.minimum(centre.unsqueeze(1) + noise, opt.upper), opt.lower).reshape(p * m, -1)
-        sl = opt.start_ids.repeat_interleave(m)
-        yl = opt.bb.query(xl, purpose="local_sample", iteration=last, start=sl).to(torch.float32)
-        replay = Observation(torch.cat([replay.x, xl]), torch.cat([replay.y, yl]), torch.cat([replay.start, sl]))
-    opt._queries_offset = len(data)  # plus whatever this session queries (counted from _q0)
-    opt._q0 = 0
-    return last, replay
-
-
 def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: str | Path | None = None,
             progress: Callable[[int, Trace], None] | None = None) -> RunResult:
     """Run ``config`` end to end: connect, optimise with every query logged, write the report."""
@@ -194,7 +146,10 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
                 trace = optimize_offline(blackbox, objective, estimator, config.optimizer, dataset, progress)
             else:
                 opt = OnlineOptimizer(blackbox, objective, estimator, config.optimizer)
-                first, replay = (0, None) if resume is None else _replay_log(opt, path)
+                first, replay = 0, None
+                if resume is not None:
+                    d = read_log(path)
+                    first, replay = opt.replay(d.x, d.y, d.iteration, d.start, d.purpose_labels())
                 trace = opt.run(progress, first_iteration=first, replay=replay)
         finally:
             blackbox.attach_log(None)
