@@ -23,6 +23,7 @@ import numpy as np
 
 from hil.blackbox import Delayed
 from hil.optimize import OnlineOptimizer, Trace
+from hil.report import plot_objective_vs_queries
 from hil.run import load_run_config
 
 #: The CNON benchmark problem (documented choice; see README "Benchmarks"). 100 oscillators, horizon 2:
@@ -168,6 +169,7 @@ def run_task_benchmark(task: dict[str, Any], methods: dict[str, tuple[dict[str, 
         timing[name] = {"wall_s": res.wall_s, "busy_s": res.busy_s,
                         "overhead_s_per_iteration": (res.wall_s - res.busy_s) / max(its, 1)}
     timing["comparisons"] = compare(results, list(comparisons), checkpoints[-1])
+    timing["curves"] = {name: (res.queries_per_start(), res.trace.best_array()) for name, res in results.items()}
     return summary, timing
 
 
@@ -185,6 +187,7 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
     summary, timing = run_task_benchmark(task, methods, checkpoints=checkpoints, base=BASE, progress=progress,
                                          comparisons=CNON_COMPARISONS)
     comparisons = timing.pop("comparisons")
+    curves = timing.pop("curves")
     print(f"CNON benchmark ({'quick' if quick else 'full'}): {json.dumps(task['blackbox'])}")
     print(f"objective: {json.dumps(task['objective'])}; {task['optimizer']['n_starts']} starts; "
           f"best objective so far per start (lower is better); base = {BASE} at {checkpoints[-1]} iterations")
@@ -209,7 +212,9 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(summary, indent=2))
-        print(f"wrote {json_path}")
+        png = plot_objective_vs_queries(Path(json_path).with_suffix(".png"), curves, sense=summary["sense"],
+                                        title=f"CNON benchmark ({'quick' if quick else 'full'})")
+        print(f"wrote {json_path} and {png}")
     return 0
 
 

@@ -52,12 +52,11 @@ def check_value(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (Union, types.UnionType):
-        errors = []
         for arg in args:
             try:
                 return check_value(value, arg, where)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                pass
         raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
     if tp is type(None):
         if value is None:

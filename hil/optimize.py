@@ -140,7 +140,6 @@ class OnlineOptimizer:
         self.trace = Trace(sense=objective.sense)
         self.start_ids = torch.arange(p)
         self._t0_wall = 0.0
-        self._wall_offset = 0.0
         self._busy0 = 0.0
         self._queries_offset = 0
         self._q0 = blackbox.stats.queries  # queries counted from here (an offline dataset counts too)
@@ -256,7 +255,7 @@ class OnlineOptimizer:
         tr.objective.append(obj_np)
         tr.best.append(best)
         tr.queries.append(self._queries())
-        tr.wall_s.append(self._wall_offset + time.perf_counter() - self._t0_wall)
+        tr.wall_s.append(time.perf_counter() - self._t0_wall)
         tr.busy_s.append(self.bb.stats.busy_s - self._busy0)
 
     def _converged(self) -> bool:

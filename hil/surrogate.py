@@ -162,7 +162,6 @@ class Surrogate:
         if self.config.loss == "gradpie" and n < 2:
             return float("nan")
         self.model.train()
-        last = float("nan")
         with torch.enable_grad():  # fit() may run inside a physical layer's backward pass
             last = self._epochs(n, epochs)
         self.model.eval()
