@@ -145,8 +145,9 @@ def compare(results: dict[str, MethodResult], pairs: list[tuple[str, str]], fina
 
 
 def run_task_benchmark(task: dict[str, Any], methods: dict[str, tuple[dict[str, Any], int]], *,
-                       checkpoints: list[int], base: str, progress: bool = True,
-                       comparisons: list[tuple[str, str]] = ()) -> tuple[dict, dict]:
+                       checkpoints: list[int], base: str,
+                       progress: bool = True) -> tuple[dict, dict, dict[str, MethodResult]]:
+    """Run every method on ``task``; returns the JSON summary, per-method timing and the raw results."""
     from tqdm import tqdm
 
     results: dict[str, MethodResult] = {}
@@ -168,9 +169,7 @@ def run_task_benchmark(task: dict[str, Any], methods: dict[str, tuple[dict[str, 
         its = res.trace.iterations
         timing[name] = {"wall_s": res.wall_s, "busy_s": res.busy_s,
                         "overhead_s_per_iteration": (res.wall_s - res.busy_s) / max(its, 1)}
-    timing["comparisons"] = compare(results, list(comparisons), checkpoints[-1])
-    timing["curves"] = {name: (res.queries_per_start(), res.trace.best_array()) for name, res in results.items()}
-    return summary, timing
+    return summary, timing, results
 
 
 def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: bool = True) -> int:
@@ -184,10 +183,9 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
         checkpoints = [25, 50, 100]
         methods = {k: v for k, v in CNON_METHODS.items() if k in ("exact", "mse", "gradpie", "gradpie_m1")}
     t0 = time.perf_counter()
-    summary, timing = run_task_benchmark(task, methods, checkpoints=checkpoints, base=BASE, progress=progress,
-                                         comparisons=CNON_COMPARISONS)
-    comparisons = timing.pop("comparisons")
-    curves = timing.pop("curves")
+    summary, timing, results = run_task_benchmark(task, methods, checkpoints=checkpoints, base=BASE,
+                                                  progress=progress)
+    comparisons = compare(results, CNON_COMPARISONS, checkpoints[-1])
     print(f"CNON benchmark ({'quick' if quick else 'full'}): {json.dumps(task['blackbox'])}")
     print(f"objective: {json.dumps(task['objective'])}; {task['optimizer']['n_starts']} starts; "
           f"best objective so far per start (lower is better); base = {BASE} at {checkpoints[-1]} iterations")
@@ -212,6 +210,7 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(summary, indent=2))
+        curves = {name: (res.queries_per_start(), res.trace.best_array()) for name, res in results.items()}
         png = plot_objective_vs_queries(Path(json_path).with_suffix(".png"), curves, sense=summary["sense"],
                                         title=f"CNON benchmark ({'quick' if quick else 'full'})")
         print(f"wrote {json_path} and {png}")
