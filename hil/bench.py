@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hil.blackbox import Delayed
-from hil.optimize import OnlineOptimizer, Trace
+from hil.optimize import Trace, make_optimizer
 from hil.report import plot_objective_vs_queries
 from hil.run import load_run_config
 
@@ -71,16 +71,16 @@ class MethodResult:
 
 
 def _run_method(task: dict[str, Any], estimator: dict[str, Any], local_samples: int,
-                delay_s_per_query: float = 0.0) -> MethodResult:
+                delay_s_per_query: float = 0.0, optimizer: dict[str, Any] | None = None) -> MethodResult:
     cfg_dict = copy.deepcopy(task)
     cfg_dict["estimator"] = estimator
-    cfg_dict["optimizer"] = {**cfg_dict["optimizer"], "local_samples": local_samples}
+    cfg_dict["optimizer"] = {**cfg_dict["optimizer"], "local_samples": local_samples, **(optimizer or {})}
     cfg = load_run_config(cfg_dict)
     bb = cfg.blackbox.build()
     if delay_s_per_query > 0:
         bb = Delayed(bb, delay_s_per_query)
     objective = cfg.objective.build(output_shape=bb.spec.output_shape)
-    opt = OnlineOptimizer(bb, objective, cfg.estimator.build(), cfg.optimizer)
+    opt = make_optimizer(bb, objective, cfg.estimator.build(), cfg.optimizer)
     t0 = time.perf_counter()
     with bb:
         trace = opt.run()
@@ -144,7 +144,11 @@ def compare(results: dict[str, MethodResult], pairs: list[tuple[str, str]], fina
     return out
 
 
-def run_task_benchmark(task: dict[str, Any], methods: dict[str, tuple[dict[str, Any], int]], *,
+#: name -> (estimator section, local samples M[, optimizer overrides such as {"mode": "random"}])
+Methods = dict[str, tuple]
+
+
+def run_task_benchmark(task: dict[str, Any], methods: Methods, *,
                        checkpoints: list[int], base: str,
                        progress: bool = True) -> tuple[dict, dict, dict[str, MethodResult]]:
     """Run every method on ``task``; returns the JSON summary, per-method timing and the raw results."""
@@ -152,9 +156,9 @@ def run_task_benchmark(task: dict[str, Any], methods: dict[str, tuple[dict[str, 
 
     results: dict[str, MethodResult] = {}
     bar = tqdm(methods.items(), desc="bench", disable=not progress, unit="method")
-    for name, (estimator, m) in bar:
+    for name, (estimator, m, *overrides) in bar:
         bar.set_postfix(method=name)
-        res = _run_method(task, estimator, m)
+        res = _run_method(task, estimator, m, optimizer=overrides[0] if overrides else None)
         res.name = name
         results[name] = res
     sense = results[base].trace.sense
@@ -172,23 +176,41 @@ def run_task_benchmark(task: dict[str, Any], methods: dict[str, tuple[dict[str, 
     return summary, timing, results
 
 
+@dataclass
+class BenchTask:
+    """A benchmark: the problem, the methods, the base and which query ratios to print."""
+
+    title: str
+    task: dict[str, Any]
+    methods: Methods
+    base: str
+    comparisons: list[tuple[str, str]]
+    checkpoints: list[int]
+    quick_iterations: int
+    quick_checkpoints: list[int]
+    quick_methods: list[str]
+    extras: Any  # (task, quick) -> (printed lines, JSON entries): overhead, duty cycle, throughput
+
+
 def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: bool = True) -> int:
-    if task_name != "cnon":
-        raise ValueError(f"unknown benchmark task {task_name!r}")
-    task = copy.deepcopy(CNON_TASK)
-    checkpoints = [50, 100, 200]
-    methods = CNON_METHODS
+    if task_name not in BENCH_TASKS:
+        raise ValueError(f"unknown benchmark task {task_name!r}; allowed: {', '.join(BENCH_TASKS)}")
+    bt = BENCH_TASKS[task_name]()
+    task = copy.deepcopy(bt.task)
+    checkpoints, methods = bt.checkpoints, bt.methods
     if quick:
-        task["optimizer"]["iterations"] = 100
-        checkpoints = [25, 50, 100]
-        methods = {k: v for k, v in CNON_METHODS.items() if k in ("exact", "mse", "gradpie", "gradpie_m1")}
+        task["optimizer"]["iterations"] = bt.quick_iterations
+        checkpoints = bt.quick_checkpoints
+        methods = {k: v for k, v in bt.methods.items() if k in bt.quick_methods}
     t0 = time.perf_counter()
-    summary, timing, results = run_task_benchmark(task, methods, checkpoints=checkpoints, base=BASE,
+    summary, timing, results = run_task_benchmark(task, methods, checkpoints=checkpoints, base=bt.base,
                                                   progress=progress)
-    comparisons = compare(results, CNON_COMPARISONS, checkpoints[-1])
-    print(f"CNON benchmark ({'quick' if quick else 'full'}): {json.dumps(task['blackbox'])}")
-    print(f"objective: {json.dumps(task['objective'])}; {task['optimizer']['n_starts']} starts; "
-          f"best objective so far per start (lower is better); base = {BASE} at {checkpoints[-1]} iterations")
+    comparisons = compare(results, bt.comparisons, checkpoints[-1])
+    mode = "quick" if quick else "full"
+    print(f"{bt.title} benchmark ({mode}): {json.dumps(task['blackbox'])}")
+    print(f"objective: {json.dumps(task['objective'])}; {task['optimizer']['n_starts']} starts; best objective "
+          f"so far per start ({'lower' if summary['sense'] == 'min' else 'higher'} is better); "
+          f"base = {bt.base} at {checkpoints[-1]} iterations")
     print(format_table(summary))
     print()
     print(f"queries per start needed to reach a base's mean best objective at {checkpoints[-1]} iterations:")
@@ -201,20 +223,33 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
     for name, t in timing.items():
         print(f"  {name:<12} {1e3 * t['overhead_s_per_iteration']:8.1f} ms/iteration   "
               f"(wall {t['wall_s']:.1f} s, BlackBox {t['busy_s']:.2f} s)")
-    duty = duty_cycle(task, delay_s_per_query=0.02, iterations=10 if quick else 40)
-    print(f"duty cycle with the twin slowed to a 20 ms-per-query bench (gradpie, {task['optimizer']['n_starts']} "
-          f"starts): BlackBox {duty['busy_s']:.2f} s / wall {duty['wall_s']:.2f} s = {100 * duty['duty_cycle']:.1f} %")
+    lines, extra = bt.extras(task, quick)
+    for line in lines:
+        print(line)
     print(f"total benchmark time: {time.perf_counter() - t0:.0f} s")
-    summary["timing"] = {"methods": timing, "duty_cycle_20ms": duty}
+    summary["timing"] = {"methods": timing, **extra}
     summary["comparisons"] = comparisons
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(summary, indent=2))
         curves = {name: (res.queries_per_start(), res.trace.best_array()) for name, res in results.items()}
         png = plot_objective_vs_queries(Path(json_path).with_suffix(".png"), curves, sense=summary["sense"],
-                                        title=f"CNON benchmark ({'quick' if quick else 'full'})")
+                                        title=f"{bt.title} benchmark ({mode})")
         print(f"wrote {json_path} and {png}")
     return 0
+
+
+def _cnon_extras(task: dict[str, Any], quick: bool) -> tuple[list[str], dict[str, Any]]:
+    duty = duty_cycle(task, delay_s_per_query=0.02, iterations=10 if quick else 40)
+    line = (f"duty cycle with the twin slowed to a 20 ms-per-query bench (gradpie, {task['optimizer']['n_starts']} "
+            f"starts): BlackBox {duty['busy_s']:.2f} s / wall {duty['wall_s']:.2f} s = "
+            f"{100 * duty['duty_cycle']:.1f} %")
+    return [line], {"duty_cycle_20ms": duty}
+
+
+def _cnon_bench() -> BenchTask:
+    return BenchTask("CNON", CNON_TASK, CNON_METHODS, BASE, CNON_COMPARISONS, [50, 100, 200], 100, [25, 50, 100],
+                     ["exact", "mse", "gradpie", "gradpie_m1"], _cnon_extras)
 
 
 def duty_cycle(task: dict[str, Any], *, delay_s_per_query: float, iterations: int) -> dict[str, float]:
@@ -237,3 +272,66 @@ def bench_log(*, rows: int, quick: bool) -> int:
     print(f"  {r['rows_per_s']:.0f} rows/s, {r['mb_per_s']:.0f} MB/s  (target {target} rows/s: "
           f"{r['rows_per_s'] / target:.2f}x)")
     return 0
+
+
+#: The OWMS benchmark problem: the ideal optical twin (the paper's setting), 60 x 60 SLM phases -> 32 x 32
+#: camera, split the beam into two spots. 16 starting points share one surrogate; every method spends
+#: 3 queries per start per iteration (the step and M = 2 local samples; random search: 3 uniform draws).
+OWMS_TASK: dict[str, Any] = {
+    "name": "bench_owms",
+    "blackbox": {"type": "owms_twin"},
+    "objective": {"type": "two_spots", "separation_px": 12.0, "waist_px": 3.0},
+    "estimator": {"type": "exact"},
+    "optimizer": {"mode": "online", "n_starts": 16, "iterations": 200, "lr": 0.02, "sigma": 0.01, "seed": 0},
+}
+#: Surrogate on cos/sin features of the phases (the inputs are periodic). Measured choices (README): local
+#: samples are what give a surrogate gradient information here (without them neither loss beats an untrained
+#: network); k = 5 keeps GradPIE's pairs among a point's local samples; one epoch per iteration is as good as
+#: five at a fifth of the cost.
+OWMS_SURROGATE = {"type": "surrogate", "hidden": [512, 512], "epochs": 1, "lr": 1e-3, "k": 5, "batch_size": 256,
+                  "input_features": "phase"}
+OWMS_M = 2
+OWMS_METHODS: Methods = {
+    "random": ({"type": "exact"}, OWMS_M, {"mode": "random"}),
+    "exact": ({"type": "exact"}, OWMS_M),
+    # control: the same loop with an untrained surrogate, i.e. what rank selection among local samples gives
+    "untrained": ({**OWMS_SURROGATE, "loss": "mse", "epochs": 0}, OWMS_M),
+    "mse": ({**OWMS_SURROGATE, "loss": "mse"}, OWMS_M),
+    "gradpie": ({**OWMS_SURROGATE, "loss": "gradpie"}, OWMS_M),
+}
+
+
+def twin_throughput(blackbox_section: dict[str, Any], *, batch: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """Queries per second of a twin through the public, validated ``query`` path, best of ``repeats``."""
+    import torch
+
+    cfg = load_run_config({"blackbox": blackbox_section, "objective": {"type": "target_distance"},
+                           "estimator": {"type": "exact"}})
+    bb = cfg.blackbox.build()
+    gen = torch.Generator().manual_seed(0)
+    x = bb.spec.lower + (bb.spec.upper - bb.spec.lower) * torch.rand(batch, bb.spec.input_dim, generator=gen)
+    best = float("inf")
+    with bb:
+        bb.query(x[:8])  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            bb.query(x)
+            best = min(best, time.perf_counter() - t)
+    return {"queries_per_s": batch / best, "batch": batch, "threads": torch.get_num_threads()}
+
+
+def _owms_extras(task: dict[str, Any], quick: bool) -> tuple[list[str], dict[str, Any]]:
+    tp = twin_throughput(task["blackbox"], repeats=3 if quick else 5)
+    target = 3000
+    line = (f"twin throughput: {tp['queries_per_s']:.0f} queries/s (batches of {tp['batch']}, {tp['threads']} "
+            f"torch threads; target {target}/s: {tp['queries_per_s'] / target:.2f}x)")
+    return [line], {"twin_throughput": tp}
+
+
+def _owms_bench() -> BenchTask:
+    return BenchTask("OWMS", OWMS_TASK, OWMS_METHODS, "mse",
+                     [("gradpie", "mse"), ("untrained", "mse"), ("random", "mse")],
+                     [50, 100, 200], 50, [12, 25, 50], ["random", "exact", "mse", "gradpie"], _owms_extras)
+
+
+BENCH_TASKS = {"cnon": _cnon_bench, "owms": _owms_bench}

@@ -263,17 +263,32 @@ class BlackBoxWrapper(BlackBox):
         return self.inner.forward_differentiable(x)
 
 
-class Delayed(BlackBoxWrapper):
-    """Adds a fixed latency per queried row: turns a fast twin into a slow bench (e.g. 20 ms per query)."""
+def find_attribute(blackbox: BlackBox, name: str, default: Any = None) -> Any:
+    """``blackbox.name``, looked up through wrappers down to the innermost BlackBox (e.g. ``slm_shape``)."""
+    box: Any = blackbox
+    while box is not None:
+        if name in vars(box) or hasattr(type(box), name):
+            return getattr(box, name)
+        box = getattr(box, "inner", None)
+    return default
 
-    def __init__(self, inner: BlackBox, delay_s_per_query: float) -> None:
+
+class Delayed(BlackBoxWrapper):
+    """Adds fixed latency: ``delay_s_per_query`` per queried row plus ``delay_s_per_batch`` per call. Turns a
+    fast twin into a slow bench (e.g. 20 ms per query)."""
+
+    def __init__(self, inner: BlackBox, delay_s_per_query: float, delay_s_per_batch: float = 0.0) -> None:
         super().__init__(inner)
-        if delay_s_per_query < 0:
-            raise ValueError("delay_s_per_query must be >= 0")
+        if delay_s_per_query < 0 or delay_s_per_batch < 0:
+            raise ValueError("delays must be >= 0")
         self.delay_s_per_query = delay_s_per_query
+        self.delay_s_per_batch = delay_s_per_batch
+
+    def delay_s(self, batch: int) -> float:
+        return self.delay_s_per_batch + batch * self.delay_s_per_query
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
-        t_end = time.perf_counter() + self.delay_s_per_query * x.shape[0]
+        t_end = time.perf_counter() + self.delay_s(x.shape[0])
         y = self.inner._query(x)
         remaining = t_end - time.perf_counter()
         if remaining > 0:

@@ -24,6 +24,7 @@ from hil.blackbox import BlackBox, Differentiable
 from hil.config import require
 from hil.errors import EstimatorError
 from hil.registry import ESTIMATORS
+from hil.sections import parse_blackbox
 from hil.surrogate import Surrogate, SurrogateConfig
 
 
@@ -103,27 +104,47 @@ class SurrogateEstimator(GradientEstimator):
 
 @ESTIMATORS.register("exact")
 class ExactEstimator(GradientEstimator):
-    """Autograd through the BlackBox's differentiable model (a twin's ``forward_differentiable``)."""
+    """Autograd through a differentiable model: the BlackBox's own ``forward_differentiable`` by default, or
+    a separate ``model:`` (a blackbox section, e.g. the ideal model twin while the forward pass runs on a
+    mismatched bench): physics-aware training with a digital twin as the backward pass."""
 
     @dataclass
     class Config:
-        pass
+        model: dict | None = None
+
+        def __post_init__(self) -> None:
+            if self.model is not None:
+                parse_blackbox(self.model, "estimator.model")  # fail on load, naming the key
+
+    def __init__(self, model: BlackBox | None = None) -> None:
+        super().__init__()
+        self.model = model
 
     @classmethod
     def from_config(cls, config: Config) -> ExactEstimator:
-        return cls()
+        if config.model is None:
+            return cls()
+        return cls(parse_blackbox(config.model, "estimator.model").build())
 
     def bind(self, blackbox: BlackBox) -> ExactEstimator:
-        if not isinstance(blackbox, Differentiable):
+        model = self.model if self.model is not None else blackbox
+        if not isinstance(model, Differentiable):
             raise EstimatorError(
-                f"estimator 'exact' needs a differentiable twin; {blackbox.spec.name} has no forward_differentiable"
+                f"estimator 'exact' needs a differentiable twin; {model.spec.name} has no forward_differentiable"
             )
+        if model is not blackbox and (model.spec.input_dim != blackbox.spec.input_dim
+                                      or model.spec.output_shape != blackbox.spec.output_shape):
+            raise EstimatorError(
+                f"estimator.model {model.spec.name} maps {model.spec.input_dim} -> {model.spec.output_shape} but "
+                f"the blackbox {blackbox.spec.name} maps {blackbox.spec.input_dim} -> {blackbox.spec.output_shape}"
+            )
+        self.differentiable = model
         return super().bind(blackbox)  # type: ignore[return-value]
 
     def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
         xr = x.detach().to(torch.float32).requires_grad_(True)
         with torch.enable_grad():
-            out = self.blackbox.forward_differentiable(xr)  # type: ignore[attr-defined]
+            out = self.differentiable.forward_differentiable(xr)  # type: ignore[attr-defined]
             (g,) = torch.autograd.grad(out, xr, grad_outputs=grad_y.to(out.dtype).reshape(out.shape))
         return g
 

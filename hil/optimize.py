@@ -38,7 +38,7 @@ from hil.sampling import latin_hypercube, to_bounds
 
 @dataclass
 class OptimizerConfig:
-    mode: Literal["online", "offline"] = "online"
+    mode: Literal["online", "offline", "random"] = "online"
     n_starts: int = 16
     iterations: int = 200
     lr: float = 0.02
@@ -290,6 +290,36 @@ class OnlineOptimizer:
         else:
             self.trace.stopped = self.trace.stopped or "iterations done"
         return self.trace
+
+
+class RandomSearch(OnlineOptimizer):
+    """The gradient-free reference: from the same starting points, each start then draws ``1 + local_samples``
+    uniform random points per iteration and keeps its best (``optimizer.mode: random``; no estimator used)."""
+
+    def measure(self, t: int) -> Observation:
+        if t > 0:
+            with torch.no_grad():
+                self.u.copy_(torch.rand(self.u.shape, generator=self.gen))
+        return super().measure(t)
+
+    def _add_local_samples(self, obs: Observation, centres: torch.Tensor, t: int) -> Observation:
+        p, m, d = self.cfg.n_starts, self.cfg.local_samples, self.bb.spec.input_dim
+        xl = to_bounds(torch.rand(p * m, d, generator=self.gen), self.lower, self.upper)
+        sl = self.start_ids.repeat_interleave(m)
+        yl = self.bb.query(xl, purpose="local_sample", iteration=t, start=sl).to(torch.float32)
+        return Observation(torch.cat([obs.x, xl]), torch.cat([obs.y, yl]), torch.cat([obs.start, sl]))
+
+    def step(self, t: int, obs: Observation) -> None:
+        obj = self.objective(obs.y).detach()
+        x_sel, y_sel, obj_sel = select_best(obs.x, obs.y, obj, obs.start, self.cfg.n_starts, self.objective.sense)
+        self._record(obj_sel, x_sel, y_sel)
+
+
+def make_optimizer(blackbox: BlackBox, objective: Objective, estimator: GradientEstimator,
+                   config: OptimizerConfig) -> OnlineOptimizer:
+    """The loop for ``config.mode`` ``online`` or ``random`` (offline runs go through :func:`optimize_offline`)."""
+    cls = RandomSearch if config.mode == "random" else OnlineOptimizer
+    return cls(blackbox, objective, estimator, config)
 
 
 def optimize_online(blackbox: BlackBox, objective: Objective, estimator: GradientEstimator,

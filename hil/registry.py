@@ -75,3 +75,5 @@ def load_plugins() -> None:
 BLACKBOXES: Registry = Registry("blackbox")
 ESTIMATORS: Registry = Registry("estimator")
 OBJECTIVES: Registry = Registry("objective")
+#: BlackBoxes around a BlackBox (bench imperfections, latency), built with ``from_config(options, inner=...)``
+WRAPPERS: Registry = Registry("blackbox wrapper")

@@ -1,4 +1,4 @@
-"""Plots a person would rather look at than read: objective vs queries."""
+"""Plots a person would rather look at than read: objective vs queries, and the best point's images."""
 
 from __future__ import annotations
 
@@ -16,6 +16,38 @@ def plot_objective_vs_queries(path: str | Path, curves: dict[str, tuple[np.ndarr
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    _draw_curves(ax, curves, sense, title, ylabel)
+    return _save(fig, path)
+
+
+def plot_run_report(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], *, sense: str, title: str,
+                    images: dict[str, np.ndarray], ylabel: str = "objective") -> Path:
+    """Objective vs queries beside image panels (e.g. the best SLM phase, its camera image, the target).
+
+    ``images``: panel title -> 2-D array; an empty mapping gives the curves alone.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not images:
+        return plot_objective_vs_queries(path, curves, sense=sense, title=title, ylabel=ylabel)
+    n = len(images)
+    fig = plt.figure(figsize=(7 + 3.2 * n, 4.5), dpi=110)
+    grid = fig.add_gridspec(1, n + 2)
+    _draw_curves(fig.add_subplot(grid[0, :2]), curves, sense, title, ylabel)
+    for i, (name, image) in enumerate(images.items()):
+        ax = fig.add_subplot(grid[0, 2 + i])
+        shown = ax.imshow(np.asarray(image), cmap="twilight" if "phase" in name else "inferno")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, path)
+
+
+def _draw_curves(ax, curves: dict[str, tuple[np.ndarray, np.ndarray]], sense: str, title: str, ylabel: str) -> None:
     for name, (queries, best) in curves.items():
         if best.size == 0:
             continue
@@ -28,6 +60,11 @@ def plot_objective_vs_queries(path: str | Path, curves: dict[str, tuple[np.ndarr
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(title="band: 25-75 % of starts")
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

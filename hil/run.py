@@ -3,7 +3,7 @@
 Config sections (every key validated before anything runs)::
 
     name: cnon_twin
-    blackbox:  {type: cnon_twin, ...}          # hil.registry.BLACKBOXES
+    blackbox:  {type: cnon_twin, ..., wrappers: [...]}  # hil.sections.parse_blackbox
     objective: {type: target_distance, ...}    # hil.registry.OBJECTIVES
     estimator: {type: surrogate, loss: gradpie, ...}   # hil.registry.ESTIMATORS
     optimizer: {mode: online, n_starts: 16, ...}       # hil.optimize.OptimizerConfig
@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from hil.blackbox import BlackBox, find_attribute
 from hil.config import TypedSection, load_yaml, parse, parse_typed
 from hil.errors import ConfigError, LogError
-from hil.optimize import OnlineOptimizer, OptimizerConfig, Trace, optimize_offline
+from hil.optimize import OptimizerConfig, Trace, make_optimizer, optimize_offline
 from hil.querylog import QueryLog, read_log
-from hil.registry import BLACKBOXES, ESTIMATORS, OBJECTIVES
-from hil.report import plot_objective_vs_queries
+from hil.registry import ESTIMATORS, OBJECTIVES
+from hil.report import plot_run_report
+from hil.sections import BlackBoxSection, parse_blackbox
 
 TOP_LEVEL_KEYS = ("name", "description", "blackbox", "objective", "estimator", "optimizer", "log")
 
@@ -44,7 +46,7 @@ class LogConfig:
 class RunConfig:
     name: str
     description: str
-    blackbox: TypedSection
+    blackbox: BlackBoxSection
     objective: TypedSection
     estimator: TypedSection
     optimizer: OptimizerConfig
@@ -80,7 +82,7 @@ def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
     return RunConfig(
         name=name,
         description=description,
-        blackbox=parse_typed(BLACKBOXES, data["blackbox"], "blackbox"),
+        blackbox=parse_blackbox(data["blackbox"], "blackbox"),
         objective=parse_typed(OBJECTIVES, data["objective"], "objective"),
         estimator=parse_typed(ESTIMATORS, data["estimator"], "estimator"),
         optimizer=parse(OptimizerConfig, data.get("optimizer"), "optimizer"),
@@ -106,6 +108,27 @@ def _method_label(config: RunConfig) -> str:
 
 def _queries_per_start(trace: Trace, n_starts: int) -> np.ndarray:
     return np.asarray(trace.queries, dtype=np.float64) / n_starts
+
+
+def report_images(blackbox: BlackBox, objective: Any, trace: Trace) -> dict[str, np.ndarray]:
+    """Image panels for the report, when the pieces are images: the best start's input (reshaped to the
+    twin's ``slm_shape``), its measured output (if 2-D) and the objective's ``target`` (if 2-D)."""
+    images: dict[str, np.ndarray] = {}
+    if trace.x_best is None or not trace.best:
+        return images
+    final = trace.best[-1]
+    score = final if objective.sense == "min" else -final
+    i = int(np.nanargmin(score))
+    label = f"start {i}, objective {final[i]:.4g}"
+    shape = find_attribute(blackbox, "slm_shape")
+    if shape is not None and int(np.prod(shape)) == blackbox.spec.input_dim:
+        images[f"best SLM phase (rad)\n{label}"] = trace.x_best[i].reshape(*shape).numpy()
+    if trace.y_best is not None and len(blackbox.spec.output_shape) == 2:
+        images["its camera image"] = trace.y_best[i].numpy()
+    target = getattr(objective, "target", None)
+    if isinstance(target, torch.Tensor) and target.ndim == 2:
+        images["target"] = target.numpy()
+    return images
 
 
 def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: str | Path | None = None,
@@ -145,7 +168,7 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
                     dataset = (torch.from_numpy(d.x), torch.from_numpy(d.y).to(torch.float32))
                 trace = optimize_offline(blackbox, objective, estimator, config.optimizer, dataset, progress)
             else:
-                opt = OnlineOptimizer(blackbox, objective, estimator, config.optimizer)
+                opt = make_optimizer(blackbox, objective, estimator, config.optimizer)
                 first, replay = 0, None
                 if resume is not None:
                     d = read_log(path)
@@ -156,10 +179,11 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
     wall = time.perf_counter() - t0
     report = None
     if config.log.report and trace.iterations:
-        report = plot_objective_vs_queries(
+        report = plot_run_report(
             path.with_suffix(".png"),
             {_method_label(config): (_queries_per_start(trace, config.optimizer.n_starts), trace.best_array())},
             sense=objective.sense,
             title=f"{config.name}: {blackbox.spec.name}",
+            images=report_images(blackbox, objective, trace),
         )
     return RunResult(trace, path, report, blackbox.stats.queries, wall, blackbox.stats.busy_s)

@@ -62,6 +62,7 @@ class SurrogateConfig:
     weight_decay: float = 0.0
     value_weight: float = 0.0
     pairs_per_anchor: int = 1
+    input_features: Literal["raw", "phase"] = "raw"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -90,7 +91,8 @@ class Surrogate:
         self._gen = torch.Generator().manual_seed(config.seed)
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
-            self.model = MLP(len(lower), d_out, config.hidden, config.layer_norm)
+            d_features = len(lower) * (2 if config.input_features == "phase" else 1)
+            self.model = MLP(d_features, d_out, config.hidden, config.layer_norm)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.x = torch.empty(0, len(lower))  # normalised inputs, n x d_in
         self.y = torch.empty(0, d_out)       # standardised outputs, n x d_out
@@ -102,6 +104,13 @@ class Surrogate:
     # -- data ----------------------------------------------------------------------
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return 2 * (x.to(torch.float32) - self.lower) / self.span - 1
+
+    def _net(self, xn: torch.Tensor) -> torch.Tensor:
+        """The MLP on normalised inputs; ``phase`` features treat each input's bounds as one period."""
+        if self.config.input_features == "phase":
+            angle = torch.pi * (xn + 1)
+            xn = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1)
+        return self.model(xn)
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Add measured pairs: ``b x d_in`` inputs, ``b x *output_shape`` outputs (non-finite rows are skipped)."""
@@ -129,13 +138,13 @@ class Surrogate:
         """Differentiable prediction in physical units: ``batch x d_in`` -> ``batch x *output_shape``."""
         if self.y_mean is None:
             raise RuntimeError("the surrogate has no data yet")
-        out = self.model(self.normalise(x)) * self.y_std + self.y_mean
+        out = self._net(self.normalise(x)) * self.y_std + self.y_mean
         return out.reshape(x.shape[0], *self.output_shape)
 
     def _batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if cfg.loss in ("mse", "mae"):
-            err = self.model(self.x[idx]) - self.y[idx]
+            err = self._net(self.x[idx]) - self.y[idx]
             return err.pow(2).mean() if cfg.loss == "mse" else err.abs().mean()
         nbr = self.knn.neighbours[idx]  # b x k
         if cfg.pairs_per_anchor < cfg.k:  # an unbiased subsample of the k pairs: (1 + pairs) forward rows per anchor
@@ -144,7 +153,7 @@ class Surrogate:
         valid = nbr >= 0
         nbr = torch.where(valid, nbr, idx.unsqueeze(1))  # self pairs contribute zero
         b, k = nbr.shape
-        pred = self.model(torch.cat([self.x[idx], self.x[nbr.reshape(-1)]]))
+        pred = self._net(torch.cat([self.x[idx], self.x[nbr.reshape(-1)]]))
         f_i, f_j = pred[:b].unsqueeze(1), pred[b:].reshape(b, k, -1)
         y_i, y_j = self.y[idx].unsqueeze(1), self.y[nbr]
         diff = ((f_i - f_j) - (y_i - y_j)).abs().mean(dim=2)  # b x k

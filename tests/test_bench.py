@@ -73,5 +73,5 @@ def test_queries_to_reach_on_a_constructed_trace():
 
 
 def test_cli_bench_rejects_unknown_task():
-    proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "owms"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "opamp_unknown"], capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr

@@ -10,7 +10,14 @@ from conftest import small_run_config
 from hil.config import parse_typed
 from hil.errors import ConfigError
 from hil.estimators import SurrogateEstimator
-from hil.optimize import OnlineOptimizer, OptimizerConfig, optimize_offline, optimize_online, select_best
+from hil.optimize import (
+    OnlineOptimizer,
+    OptimizerConfig,
+    make_optimizer,
+    optimize_offline,
+    optimize_online,
+    select_best,
+)
 from hil.querylog import QueryLog, read_log
 from hil.registry import BLACKBOXES, ESTIMATORS, OBJECTIVES
 from hil.run import execute, load_run_config
@@ -107,6 +114,22 @@ def test_online_exact_lowers_the_objective_and_best_is_monotone():
     with bb:
         again = _objective(bb)(bb.query(trace.x_best)).numpy()
     np.testing.assert_allclose(again, best[-1], rtol=1e-5)
+
+
+def test_random_search_starts_where_the_others_start_then_samples_uniformly():
+    p, iterations = 3, 12
+    bb = _twin()
+    with bb:
+        trace = make_optimizer(bb, _objective(bb), _estimator({"type": "exact"}),
+                               OptimizerConfig(mode="random", n_starts=p, iterations=iterations)).run()
+    ref, _, _ = _run(n_starts=p, iterations=iterations)  # exact gradient from the same seed
+    np.testing.assert_allclose(trace.objective[0], ref.objective[0])  # the same starting points
+    assert trace.queries == [p * (t + 1) for t in range(iterations)]
+    assert (np.diff(trace.best_array(), axis=0) <= 0).all()
+    # afterwards each start jumps around the box instead of taking small steps
+    jumps = np.abs(np.diff(np.stack(trace.objective), axis=0)).mean()
+    steps = np.abs(np.diff(np.stack(ref.objective), axis=0)).mean()
+    assert jumps > 3 * steps
 
 
 def test_finite_difference_probes_2d_per_point_per_iteration():

@@ -1,0 +1,63 @@
+"""The ``blackbox:`` config section: a registered BlackBox plus an ordered list of wrappers.
+
+::
+
+    blackbox:
+      type: owms_twin          # hil.registry.BLACKBOXES
+      distance_m: 0.021
+      wrappers:                # hil.registry.WRAPPERS, innermost first
+        - {type: slm_quantisation, bits: 8}
+        - {type: camera, bit_depth: 12}
+
+Each wrapper is a BlackBox around the one before it, so input-side effects
+(the SLM) and output-side effects (the camera) compose in the order written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hil.blackbox import BlackBox
+from hil.config import TypedSection, parse_typed
+from hil.errors import ConfigError
+from hil.registry import BLACKBOXES, WRAPPERS
+
+
+@dataclass
+class BlackBoxSection:
+    base: TypedSection
+    wrappers: list[TypedSection] = field(default_factory=list)
+
+    @property
+    def type(self) -> str:
+        return self.base.type
+
+    @property
+    def options(self) -> Any:
+        return self.base.options
+
+    def build(self) -> BlackBox:
+        box = self.base.build()
+        for wrapper in self.wrappers:
+            box = wrapper.build(inner=box)
+        return box
+
+    def as_dict(self) -> dict[str, Any]:
+        out = self.base.as_dict()
+        if self.wrappers:
+            out["wrappers"] = [w.as_dict() for w in self.wrappers]
+        return out
+
+
+def parse_blackbox(data: Any, where: str = "blackbox") -> BlackBoxSection:
+    """Validate a blackbox section (``type`` + options + optional ``wrappers`` list)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with a 'type:' key, got {data!r}")
+    data = dict(data)
+    wrappers = data.pop("wrappers", None) or []
+    if not isinstance(wrappers, list):
+        raise ConfigError(f"{where}.wrappers: expected a list of {{type: ...}} mappings, got {wrappers!r}")
+    base = parse_typed(BLACKBOXES, data, where)
+    return BlackBoxSection(base, [parse_typed(WRAPPERS, w, f"{where}.wrappers[{i}]") for i, w in enumerate(wrappers)])

@@ -1,0 +1,293 @@
+"""Bench imperfections: BlackBoxes around a BlackBox, so a dry run fails the way a bench fails.
+
+Each wrapper is registered in :data:`hil.registry.WRAPPERS` and configured in
+the ``blackbox.wrappers`` list (innermost first)::
+
+    blackbox:
+      type: owms_twin
+      wrappers:
+        - {type: slm_crosstalk, sigma_px: 0.6}       # SLM side: acts on the phases sent
+        - {type: slm_phase_response, gamma: 1.15}
+        - {type: slm_quantisation, bits: 8}
+        - {type: drift, power_amplitude: 0.05}        # light side: laser power
+        - {type: camera, bit_depth: 12, read_noise_e: 8}
+        - {type: latency, settle_s: 0.01}
+
+Input-side wrappers (SLM) transform ``x`` before the inner box sees it, and the
+result stays inside the inner box's bounds. Output-side wrappers (drift,
+camera) transform ``y``. Every wrapper also has a ``forward_differentiable``: the
+noise-free expectation of its physics (quantisation passes gradients straight
+through), so the ``exact`` estimator on a wrapped twin is the gradient of a
+bench model that knows every imperfection.
+
+Stochastic wrappers draw from their own seeded generator: the same seed and
+the same sequence of queries give the same outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from hil.blackbox import BlackBox, BlackBoxWrapper, Delayed, find_attribute
+from hil.config import require
+from hil.errors import ConfigError
+from hil.registry import WRAPPERS
+
+TWO_PI = 2 * math.pi
+
+
+class _Wrapper(BlackBoxWrapper):
+    """Shared plumbing: ``transform_input`` / ``transform_output`` used by both the measured and the
+    differentiable path; the measured path may add noise (``noisy=True``)."""
+
+    def __init__(self, inner: BlackBox, *, stochastic: bool = False) -> None:
+        spec = replace(inner.spec, stochastic=inner.spec.stochastic or stochastic)
+        super().__init__(inner, spec)
+
+    def transform_input(self, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        return x
+
+    def transform_output(self, y: torch.Tensor, noisy: bool) -> torch.Tensor:
+        return y
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform_output(self.inner._query(self.transform_input(x, False)), True)
+
+    def forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform_output(super().forward_differentiable(self.transform_input(x, True)), False)
+
+
+def _phase_range(inner: BlackBox) -> tuple[torch.Tensor, torch.Tensor]:
+    return inner.spec.lower, inner.spec.upper
+
+
+@WRAPPERS.register("slm_quantisation")
+class SLMQuantisation(_Wrapper):
+    """The SLM's drive has ``bits`` bits: phases snap to ``2^bits`` levels over one period of the bounds
+    (``lower + n * period / 2^bits``); the top of the range wraps to the bottom, as phase does."""
+
+    @dataclass
+    class Config:
+        bits: int = 8
+
+        def __post_init__(self) -> None:
+            require(1 <= self.bits <= 16, f"slm_quantisation.bits must be in 1..16, got {self.bits}")
+
+    def __init__(self, inner: BlackBox, bits: int = 8) -> None:
+        super().__init__(inner)
+        self.bits = bits
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> SLMQuantisation:
+        return cls(inner, config.bits)
+
+    def transform_input(self, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        lower, upper = _phase_range(self.inner)
+        levels = 2**self.bits
+        step = (upper - lower) / levels
+        q = lower + torch.remainder(torch.round((x - lower) / step), levels) * step
+        return x + (q - x).detach() if differentiable else q  # straight-through on the differentiable path
+
+
+@WRAPPERS.register("slm_phase_response")
+class SLMPhaseResponse(_Wrapper):
+    """A nonlinear, miscalibrated phase response: ``phase = lower + scale * period * (u ** gamma)`` with
+    ``u = (x - lower) / period`` the commanded fraction of the range. ``gamma = 1, scale = 1`` is ideal;
+    ``scale < 1`` is an SLM that does not reach a full 2 pi."""
+
+    @dataclass
+    class Config:
+        gamma: float = 1.0
+        scale: float = 1.0
+
+        def __post_init__(self) -> None:
+            require(0.2 <= self.gamma <= 5, f"slm_phase_response.gamma must be in [0.2, 5], got {self.gamma}")
+            require(0 < self.scale <= 1, f"slm_phase_response.scale must be in (0, 1], got {self.scale}")
+
+    def __init__(self, inner: BlackBox, gamma: float = 1.0, scale: float = 1.0) -> None:
+        super().__init__(inner)
+        self.gamma, self.scale = gamma, scale
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> SLMPhaseResponse:
+        return cls(inner, config.gamma, config.scale)
+
+    def transform_input(self, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        lower, upper = _phase_range(self.inner)
+        u = ((x - lower) / (upper - lower)).clamp(0, 1)
+        if differentiable and self.gamma < 1:
+            u = u.clamp_min(1e-6)  # d(u^gamma)/du is infinite at 0
+        return lower + self.scale * (upper - lower) * u.pow(self.gamma)
+
+
+@WRAPPERS.register("slm_crosstalk")
+class SLMCrosstalk(_Wrapper):
+    """Pixel crosstalk (fringing fields): the drive seen by each SLM pixel is a Gaussian blur, of
+    ``sigma_px`` pixels, of the commanded drive. Needs a twin with an ``slm_shape`` (rows, cols)."""
+
+    @dataclass
+    class Config:
+        sigma_px: float = 0.5
+
+        def __post_init__(self) -> None:
+            require(0 < self.sigma_px <= 10, f"slm_crosstalk.sigma_px must be in (0, 10], got {self.sigma_px}")
+
+    def __init__(self, inner: BlackBox, sigma_px: float = 0.5) -> None:
+        super().__init__(inner)
+        shape = find_attribute(inner, "slm_shape")
+        if shape is None:
+            raise ConfigError(f"slm_crosstalk: {inner.spec.name} has no slm_shape; wrap an SLM twin")
+        self.slm_shape = tuple(shape)
+        self.sigma_px = sigma_px
+        radius = max(1, int(math.ceil(3 * sigma_px)))
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (t / sigma_px) ** 2)
+        self.kernel_1d = k / k.sum()
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> SLMCrosstalk:
+        return cls(inner, config.sigma_px)
+
+    def transform_input(self, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        rows, cols = self.slm_shape
+        r = (len(self.kernel_1d) - 1) // 2
+        img = x.reshape(-1, 1, rows, cols)
+        img = torch.nn.functional.pad(img, (r, r, r, r), mode="replicate")  # the SLM's edge pixels see themselves
+        k = self.kernel_1d.to(x.dtype)
+        img = torch.nn.functional.conv2d(img, k.reshape(1, 1, 1, -1))
+        img = torch.nn.functional.conv2d(img, k.reshape(1, 1, -1, 1))
+        return img.reshape(x.shape[0], -1)  # a convex combination: stays inside the bounds
+
+
+@WRAPPERS.register("drift")
+class Drift(_Wrapper):
+    """Slow drift with the number of queries ``n``: ``y -> (1 + power_amplitude * a(n)) * y + offset_amplitude * b(n)``.
+
+    ``a`` and ``b`` are smooth in ``n`` (sums of four sinusoids, periods around ``period_queries``, random
+    phases from ``seed``) with values in [-1, 1]: laser power and a dark-level / offset drift. Placed
+    inside ``camera`` the power drift acts on the light; outside, the offset is in camera counts.
+    """
+
+    @dataclass
+    class Config:
+        power_amplitude: float = 0.05
+        offset_amplitude: float = 0.0
+        period_queries: float = 5000.0
+        seed: int = 0
+
+        def __post_init__(self) -> None:
+            require(0 <= self.power_amplitude < 1,
+                    f"drift.power_amplitude must be in [0, 1), got {self.power_amplitude}")
+            require(self.offset_amplitude >= 0, f"drift.offset_amplitude must be >= 0, got {self.offset_amplitude}")
+            require(self.period_queries > 0, f"drift.period_queries must be > 0, got {self.period_queries}")
+
+    def __init__(self, inner: BlackBox, config: Config) -> None:
+        super().__init__(inner, stochastic=True)
+        self.config = config
+        gen = torch.Generator().manual_seed(config.seed)
+        self._periods = config.period_queries * (0.5 + 1.5 * torch.rand(2, 4, generator=gen, dtype=torch.float64))
+        self._phases = TWO_PI * torch.rand(2, 4, generator=gen, dtype=torch.float64)
+        self.queries_seen = 0
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> Drift:
+        return cls(inner, config)
+
+    def factors(self, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Power factor and offset at query indices ``n`` (``batch``), each ``batch``."""
+        w = torch.sin(TWO_PI * n.to(torch.float64)[:, None, None] / self._periods + self._phases).mean(dim=2)
+        power = 1 + self.config.power_amplitude * w[:, 0]
+        offset = self.config.offset_amplitude * w[:, 1]
+        return power.to(torch.float32), offset.to(torch.float32)
+
+    def transform_output(self, y: torch.Tensor, noisy: bool) -> torch.Tensor:
+        if not noisy:
+            return y  # the differentiable model is the drift-free bench
+        n = torch.arange(self.queries_seen, self.queries_seen + y.shape[0])
+        self.queries_seen += y.shape[0]
+        power, offset = self.factors(n)
+        shape = (-1,) + (1,) * (y.ndim - 1)
+        return y * power.reshape(shape) + offset.reshape(shape)
+
+
+@WRAPPERS.register("camera")
+class Camera(_Wrapper):
+    """A camera: the inner box's output is power fraction per pixel; the output is counts.
+
+    electrons = Poisson(y * photons_per_s * exposure_s * quantum_efficiency) (shot noise, if on)
+              + Normal(0, read_noise_e);
+    counts = clip(round(electrons / gain_e_per_count + dark_level_counts), 0, 2^bit_depth - 1).
+    Saturation is the clip at ``2^bit_depth - 1``. The differentiable model is the noise-free mean with
+    the same clip (no gradient through saturated pixels, as on the bench) and no rounding.
+    """
+
+    @dataclass
+    class Config:
+        exposure_s: float = 1e-3
+        photons_per_s: float = 1.5e8  # with the defaults, a two-spot pattern peaks near 3000 of 4095 counts
+        quantum_efficiency: float = 0.6
+        gain_e_per_count: float = 1.0
+        read_noise_e: float = 5.0
+        dark_level_counts: float = 20.0
+        bit_depth: int = 12
+        shot_noise: bool = True
+        seed: int = 0
+
+        def __post_init__(self) -> None:
+            for key in ("exposure_s", "photons_per_s", "gain_e_per_count"):
+                require(getattr(self, key) > 0, f"camera.{key} must be > 0, got {getattr(self, key)}")
+            require(0 < self.quantum_efficiency <= 1,
+                    f"camera.quantum_efficiency must be in (0, 1], got {self.quantum_efficiency}")
+            require(self.read_noise_e >= 0, f"camera.read_noise_e must be >= 0, got {self.read_noise_e}")
+            require(self.dark_level_counts >= 0, f"camera.dark_level_counts must be >= 0, got {self.dark_level_counts}")
+            require(1 <= self.bit_depth <= 16, f"camera.bit_depth must be in 1..16, got {self.bit_depth}")
+
+    def __init__(self, inner: BlackBox, config: Config) -> None:
+        super().__init__(inner, stochastic=config.shot_noise or config.read_noise_e > 0)
+        self.config = config
+        self.max_counts = float(2**config.bit_depth - 1)
+        self._gen = torch.Generator().manual_seed(config.seed)
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> Camera:
+        return cls(inner, config)
+
+    def electrons_per_unit(self) -> float:
+        c = self.config
+        return c.photons_per_s * c.exposure_s * c.quantum_efficiency
+
+    def transform_output(self, y: torch.Tensor, noisy: bool) -> torch.Tensor:
+        c = self.config
+        electrons = y.clamp_min(0) * self.electrons_per_unit()
+        if noisy:
+            if c.shot_noise:
+                electrons = torch.poisson(electrons, generator=self._gen)
+            if c.read_noise_e > 0:
+                electrons = electrons + c.read_noise_e * torch.randn(electrons.shape, generator=self._gen)
+        counts = electrons / c.gain_e_per_count + c.dark_level_counts
+        if noisy:
+            counts = torch.round(counts)
+        return counts.clamp(0, self.max_counts)
+
+
+@WRAPPERS.register("latency")
+class Latency(Delayed):
+    """Bench timing: each query (one SLM frame) waits ``settle_s`` for the SLM to settle plus
+    ``exposure_s`` for the camera; each batch adds ``per_batch_s`` (transfer, triggering)."""
+
+    @dataclass
+    class Config:
+        settle_s: float = 0.01
+        exposure_s: float = 0.0
+        per_batch_s: float = 0.0
+
+        def __post_init__(self) -> None:
+            for key in ("settle_s", "exposure_s", "per_batch_s"):
+                require(getattr(self, key) >= 0, f"latency.{key} must be >= 0, got {getattr(self, key)}")
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> Latency:
+        return cls(inner, config.settle_s + config.exposure_s, config.per_batch_s)
