@@ -25,7 +25,7 @@ from hil.errors import DeviceError, InputError, NotConnectedError
 OutOfBounds = Literal["reject", "clip"]
 
 #: Why a query was made; stored in the log's ``purpose`` column.
-PURPOSES = ("step", "local_sample", "probe", "calibration", "initial")
+PURPOSES = ("step", "local_sample", "probe", "calibration", "initial", "evaluation")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ``hil`` command line: run, validate, log info, bench."""
+"""The ``hil`` command line: run, validate, pnn, log info, bench."""
 
 from __future__ import annotations
 
@@ -55,6 +55,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pnn(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from hil.pnn import format_pnn_summary, load_pnn_config, run_pnn_experiment
+
+    config = load_pnn_config(args.config)
+    if args.seeds is not None:
+        config.training.seeds = list(range(args.seeds))
+    if args.epochs is not None:
+        config.training.epochs = args.epochs
+    result = run_pnn_experiment(config, log_path=args.log, progress=not args.no_progress)
+    print(f"PNN {config.name}: {config.dataset}, {config.training.epochs} epochs, seeds {config.training.seeds}")
+    print(format_pnn_summary(result))
+    print(f"log:     {result['log']} (bench), {result['model_twin_log']} (model twin)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"json:    {args.json}")
+    return 0
+
+
 def _cmd_log_info(args: argparse.Namespace) -> int:
     from hil.querylog import summarize
 
@@ -84,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a config without running anything")
     p.add_argument("config")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("pnn", help="train a physical neural network three ways and test each on the bench")
+    p.add_argument("config", help="YAML config, e.g. configs/pnn_digits.yaml")
+    p.add_argument("--json", help="write per-run results and the summary as JSON")
+    p.add_argument("--log", help="log path (default: <log.dir>/<name>-<time>.h5)")
+    p.add_argument("--seeds", type=int, help="override: use seeds 0..N-1")
+    p.add_argument("--epochs", type=int, help="override: training epochs")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_pnn)
 
     p = sub.add_parser("log", help="inspect query logs")
     log_sub = p.add_subparsers(dest="log_command", required=True)

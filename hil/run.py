@@ -64,9 +64,17 @@ class RunConfig:
         }
 
 
+def is_pnn_config(data: Mapping[str, Any]) -> bool:
+    """A PNN experiment config (``hil pnn``) rather than a run config (``hil run``)."""
+    return "dataset" in data and "bench" in data
+
+
 def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
     """Validate a run config (a YAML path or a mapping); raises :class:`ConfigError` naming the bad key."""
     data = dict(source) if isinstance(source, Mapping) else load_yaml(source)
+    if is_pnn_config(data):
+        raise ConfigError("this is a physical-neural-network config (it has 'dataset' and 'bench'): "
+                          "run it with `hil pnn CONFIG`")
     unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")

@@ -291,3 +291,80 @@ class Latency(Delayed):
     @classmethod
     def from_config(cls, config: Config, *, inner: BlackBox) -> Latency:
         return cls(inner, config.settle_s + config.exposure_s, config.per_batch_s)
+
+
+# -- rig geometry: coarser SLM control and detector readout ------------------------------------------------
+
+
+@WRAPPERS.register("slm_macropixels")
+class SLMMacropixels(_Wrapper):
+    """Drive the SLM in ``blocks = [rows, cols]`` macro-pixels: input ``batch x rows*cols`` phases, each
+    copied onto its block of SLM pixels (the SLM's shape must divide evenly). Put it last (outermost)."""
+
+    @dataclass
+    class Config:
+        blocks: list[int] = None  # type: ignore[assignment]  # default [10, 10]
+
+        def __post_init__(self) -> None:
+            self.blocks = [10, 10] if self.blocks is None else list(self.blocks)
+            require(len(self.blocks) == 2 and all(int(b) >= 1 for b in self.blocks),
+                    f"slm_macropixels.blocks must be [rows, cols] of positive integers, got {self.blocks}")
+
+    def __init__(self, inner: BlackBox, blocks: list[int]) -> None:
+        shape = find_attribute(inner, "slm_shape")
+        if shape is None:
+            raise ConfigError(f"slm_macropixels: {inner.spec.name} has no slm_shape; wrap an SLM twin")
+        rows, cols = blocks
+        if shape[0] % rows or shape[1] % cols or inner.spec.input_dim != shape[0] * shape[1]:
+            raise ConfigError(f"slm_macropixels.blocks {blocks} must divide the SLM's {list(shape)} pixels evenly "
+                              f"and be the outermost input-side wrapper")
+        self.blocks, self.block_px = (rows, cols), (shape[0] // rows, shape[1] // cols)
+        lo, hi = float(inner.spec.lower.min()), float(inner.spec.upper.max())
+        super().__init__(inner)
+        self.spec = replace(inner.spec, input_dim=rows * cols, lower=torch.full((rows * cols,), lo),
+                            upper=torch.full((rows * cols,), hi))
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> SLMMacropixels:
+        return cls(inner, config.blocks)
+
+    def transform_input(self, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        rows, cols = self.blocks
+        img = x.reshape(-1, rows, cols)
+        img = img.repeat_interleave(self.block_px[0], dim=1).repeat_interleave(self.block_px[1], dim=2)
+        return img.reshape(x.shape[0], -1)
+
+
+@WRAPPERS.register("detector_regions")
+class DetectorRegions(_Wrapper):
+    """Read a camera image out as the summed signal of a ``grid = [rows, cols]`` of equal regions
+    (dark level removed): output ``batch x rows*cols``. The camera's shape must divide evenly."""
+
+    @dataclass
+    class Config:
+        grid: list[int] = None  # type: ignore[assignment]  # default [4, 4]
+
+        def __post_init__(self) -> None:
+            self.grid = [4, 4] if self.grid is None else list(self.grid)
+            require(len(self.grid) == 2 and all(int(g) >= 1 for g in self.grid),
+                    f"detector_regions.grid must be [rows, cols] of positive integers, got {self.grid}")
+
+    def __init__(self, inner: BlackBox, grid: list[int]) -> None:
+        shape = inner.spec.output_shape
+        if len(shape) != 2 or shape[0] % grid[0] or shape[1] % grid[1]:
+            raise ConfigError(f"detector_regions.grid {grid} must divide the camera image {list(shape)} evenly")
+        self.grid, self.region_px = tuple(grid), (shape[0] // grid[0], shape[1] // grid[1])
+        super().__init__(inner)
+        self.spec = replace(inner.spec, output_shape=(grid[0] * grid[1],))
+        box: BlackBox | None = inner
+        while box is not None and not isinstance(box, Camera):
+            box = getattr(box, "inner", None)
+        self.dark_counts = box.config.dark_level_counts if box is not None else 0.0
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> DetectorRegions:
+        return cls(inner, config.grid)
+
+    def transform_output(self, y: torch.Tensor, noisy: bool) -> torch.Tensor:
+        pooled = torch.nn.functional.avg_pool2d((y - self.dark_counts).unsqueeze(1), self.region_px)
+        return pooled.reshape(y.shape[0], -1) * (self.region_px[0] * self.region_px[1])

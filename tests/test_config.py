@@ -9,14 +9,16 @@ import yaml
 from conftest import small_run_config
 
 from hil.errors import ConfigError
-from hil.run import load_run_config
+from hil.pnn import load_pnn_config
+from hil.run import is_pnn_config, load_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
-    cfg = load_run_config(path)
+    data = yaml.safe_load(path.read_text())
+    cfg = load_pnn_config(data) if is_pnn_config(data) else load_run_config(data)
     assert cfg.name
 
 

@@ -7,11 +7,11 @@ import time
 
 import pytest
 import torch
+from conftest import CountingBox
 
 from hil.errors import ConfigError
 from hil.run import load_run_config
 from hil.sections import parse_blackbox
-from conftest import CountingBox
 
 pytest.importorskip("torchoptics", reason="the OWMS twin needs TorchOptics: pip install 'hil[optics]'")
 
