@@ -27,7 +27,7 @@ the same sequence of queries give the same outputs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -296,6 +296,11 @@ class Latency(Delayed):
 # -- rig geometry: coarser SLM control and detector readout ------------------------------------------------
 
 
+def _require_rows_cols(value: list[int], key: str) -> None:
+    require(len(value) == 2 and all(isinstance(v, int) and v >= 1 for v in value),
+            f"{key} must be [rows, cols] of positive integers, got {value}")
+
+
 @WRAPPERS.register("slm_macropixels")
 class SLMMacropixels(_Wrapper):
     """Drive the SLM in ``blocks = [rows, cols]`` macro-pixels: input ``batch x rows*cols`` phases, each
@@ -303,12 +308,10 @@ class SLMMacropixels(_Wrapper):
 
     @dataclass
     class Config:
-        blocks: list[int] = None  # type: ignore[assignment]  # default [10, 10]
+        blocks: list[int] = field(default_factory=lambda: [10, 10])
 
         def __post_init__(self) -> None:
-            self.blocks = [10, 10] if self.blocks is None else list(self.blocks)
-            require(len(self.blocks) == 2 and all(int(b) >= 1 for b in self.blocks),
-                    f"slm_macropixels.blocks must be [rows, cols] of positive integers, got {self.blocks}")
+            _require_rows_cols(self.blocks, "slm_macropixels.blocks")
 
     def __init__(self, inner: BlackBox, blocks: list[int]) -> None:
         shape = find_attribute(inner, "slm_shape")
@@ -342,12 +345,10 @@ class DetectorRegions(_Wrapper):
 
     @dataclass
     class Config:
-        grid: list[int] = None  # type: ignore[assignment]  # default [4, 4]
+        grid: list[int] = field(default_factory=lambda: [4, 4])
 
         def __post_init__(self) -> None:
-            self.grid = [4, 4] if self.grid is None else list(self.grid)
-            require(len(self.grid) == 2 and all(int(g) >= 1 for g in self.grid),
-                    f"detector_regions.grid must be [rows, cols] of positive integers, got {self.grid}")
+            _require_rows_cols(self.grid, "detector_regions.grid")
 
     def __init__(self, inner: BlackBox, grid: list[int]) -> None:
         shape = inner.spec.output_shape

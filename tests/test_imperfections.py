@@ -184,6 +184,8 @@ def test_a_mismatched_noisy_bench_twin_differs_from_the_model_twin():
         ({"type": "camera", "exposure": 1e-3}, r"blackbox.wrappers\[0\]: unknown key 'exposure'"),
         ({"type": "slm_quantisation", "bits": "eight"}, r"blackbox.wrappers\[0\].bits: expected an integer"),
         ({"type": "drift", "power_amplitude": 2.0}, r"drift.power_amplitude must be in \[0, 1\)"),
+        ({"type": "detector_regions", "grid": [4]}, r"detector_regions.grid must be \[rows, cols\]"),
+        ({"type": "slm_macropixels", "blocks": [0, 3]}, r"slm_macropixels.blocks must be \[rows, cols\]"),
         ({"type": "blur"}, r"blackbox.wrappers\[0\].type: unknown blackbox wrapper type 'blur'; allowed: .*camera"),
     ],
 )
