@@ -354,4 +354,40 @@ def _owms_bench() -> BenchTask:
                      [50, 100, 200], 50, [12, 25, 50], ["random", "exact", "mse", "gradpie"], _owms_extras)
 
 
-BENCH_TASKS = {"cnon": _cnon_bench, "owms": _owms_bench}
+#: The op-amp benchmark: size the two-stage Miller op-amp (generic 130 nm-class models) for FoM from the same
+#: 16 random initial sizings; every method spends 3 designs per start per iteration.
+OPAMP_TASK: dict[str, Any] = {
+    "name": "bench_opamp",
+    "blackbox": {"type": "opamp_ngspice", "n_workers": 2},
+    "objective": {"type": "opamp_fom"},
+    "estimator": {"type": "exact"},
+    "optimizer": {"mode": "online", "n_starts": 16, "iterations": 200, "lr": 0.02, "sigma": 0.02, "seed": 0},
+}
+OPAMP_SURROGATE = {"type": "surrogate", "hidden": [256, 256], "epochs": 5, "lr": 1e-3, "k": 5, "batch_size": 128,
+                   "output_scale": "per_output"}
+OPAMP_M = 2
+OPAMP_METHODS: Methods = {
+    "random": ({"type": "spsa"}, OPAMP_M, {"mode": "random"}),  # the estimator is unused in random mode
+    "mse": ({**OPAMP_SURROGATE, "loss": "mse"}, OPAMP_M),
+    "gradpie": ({**OPAMP_SURROGATE, "loss": "gradpie"}, OPAMP_M),
+}
+
+
+def _opamp_extras(task: dict[str, Any], quick: bool) -> tuple[list[str], dict[str, Any]]:
+    target, batch = 40, (200 if quick else 600)
+    fast = twin_throughput(task["blackbox"], batch=batch, repeats=2)
+    slow = twin_throughput({**task["blackbox"], "reload_per_design": True}, batch=batch, repeats=2)
+    workers = task["blackbox"].get("n_workers", 2)
+    line = (f"simulator throughput: {fast['queries_per_s']:.0f} designs/s with alterparam + reset ({workers} "
+            f"processes, batches of {batch}; target {target}/s: {fast['queries_per_s'] / target:.2f}x); "
+            f"reloading the netlist per design: {slow['queries_per_s']:.0f} designs/s "
+            f"(alterparam / reload = {fast['queries_per_s'] / slow['queries_per_s']:.2f}x)")
+    return [line], {"simulator_throughput": fast, "simulator_throughput_reload": slow}
+
+
+def _opamp_bench() -> BenchTask:
+    return BenchTask("OpAmp", OPAMP_TASK, OPAMP_METHODS, "mse", [("gradpie", "mse"), ("random", "mse")],
+                     [50, 100, 200], 50, [12, 25, 50], ["random", "mse", "gradpie"], _opamp_extras)
+
+
+BENCH_TASKS = {"cnon": _cnon_bench, "owms": _owms_bench, "opamp": _opamp_bench}

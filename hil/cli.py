@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_log_info)
 
     p = sub.add_parser("bench", help="benchmarks: estimators on a task, or the query log's append throughput")
-    p.add_argument("task", choices=["cnon", "owms", "log"])
+    p.add_argument("task", choices=["cnon", "owms", "opamp", "log"])
     p.add_argument("--json", help="write the results as JSON")
     p.add_argument("--quick", action="store_true", help="a smaller version (under 2 minutes)")
     p.add_argument("--rows", type=int, default=20000, help="log benchmark: rows to append")

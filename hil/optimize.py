@@ -296,6 +296,11 @@ class RandomSearch(OnlineOptimizer):
     """The gradient-free reference: from the same starting points, each start then draws ``1 + local_samples``
     uniform random points per iteration and keeps its best (``optimizer.mode: random``; no estimator used)."""
 
+    def __init__(self, blackbox: BlackBox, objective: Objective, estimator: GradientEstimator,
+                 config: OptimizerConfig) -> None:
+        # gradient-free: the configured estimator is neither bound nor fed (it may not even apply to this box)
+        super().__init__(blackbox, objective, GradientEstimator(), config)
+
     def measure(self, t: int) -> Observation:
         if t > 0:
             with torch.no_grad():

@@ -689,22 +689,25 @@ def _fmt_time(t: float) -> str:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _minmax(ds: h5py.Dataset, n: int) -> tuple[float, float] | None:
+def _minmax(ds: h5py.Dataset, n: int) -> tuple[float, float, int] | None:
+    """Finite min and max of the first ``n`` rows, and how many rows hold a non-finite value."""
     if n == 0:
         return None
     row_bytes = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
     step = max(1, (64 << 20) // row_bytes)
-    lo, hi = np.inf, -np.inf
+    lo, hi, bad_rows = np.inf, -np.inf, 0
     for i in range(0, n, step):
         block = ds[i : min(n, i + step)]
         if block.dtype.kind == "f":
-            finite = block[np.isfinite(block)]
+            ok = np.isfinite(block)
+            bad_rows += int((~ok.reshape(len(block), -1).all(axis=1)).sum())
+            finite = block[ok]
             if finite.size == 0:
                 continue
             lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
         else:
             lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-    return (lo, hi) if lo <= hi else None
+    return (lo, hi, bad_rows) if lo <= hi else None
 
 
 def summarize(path: str | os.PathLike[str]) -> str:
@@ -776,6 +779,8 @@ def summarize(path: str | os.PathLike[str]) -> str:
         lines.append(f"x range:       {x_mm[0]:.6g} .. {x_mm[1]:.6g}")
     if y_mm is not None:
         lines.append(f"y range:       {y_mm[0]:.6g} .. {y_mm[1]:.6g}")
+        if y_mm[2]:
+            lines.append(f"non-finite y:  {y_mm[2]} rows (failed or invalid queries)")
     other = {k: v for k, v in attrs.items() if k not in _RESERVED_ATTRS}
     for k, v in sorted(other.items()):
         lines.append(f"attr {k}: {v}")

@@ -63,6 +63,9 @@ class SurrogateConfig:
     value_weight: float = 0.0
     pairs_per_anchor: int = 1
     input_features: Literal["raw", "phase"] = "raw"
+    # shared: one scale for all outputs (pixels of an image keep their relative weight);
+    # per_output: each output standardised alone (figures in different units, e.g. dB, Hz, degrees)
+    output_scale: Literal["shared", "per_output"] = "shared"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -122,8 +125,11 @@ class Surrogate:
         if self.y_mean is None:
             self.y_mean = y.mean(dim=0)
             std = y.std(dim=0) if y.shape[0] > 1 else torch.ones(self.d_out)
-            scale = std.mean().clamp_min(1e-8)  # one scale for all outputs keeps their relative weight
-            self.y_std = torch.full((self.d_out,), float(scale))
+            if self.config.output_scale == "per_output":
+                self.y_std = torch.where(std > 1e-8 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
+            else:
+                scale = std.mean().clamp_min(1e-8)  # one scale for all outputs keeps their relative weight
+                self.y_std = torch.full((self.d_out,), float(scale))
         xn = self.normalise(x)
         self.x = torch.cat([self.x, xn])
         self.y = torch.cat([self.y, (y - self.y_mean) / self.y_std])

@@ -132,6 +132,18 @@ def test_random_search_starts_where_the_others_start_then_samples_uniformly():
     assert jumps > 3 * steps
 
 
+def test_random_search_needs_no_gradient_of_the_box():
+    from conftest import CountingBox
+
+    box = CountingBox(3)  # no forward_differentiable: the exact estimator could not bind to it
+    objective = OBJECTIVES.get("target_distance").from_config(
+        OBJECTIVES.get("target_distance").Config(target=[0.0, 1.0]), output_shape=(2,))
+    with box:
+        trace = make_optimizer(box, objective, _estimator({"type": "exact"}),
+                               OptimizerConfig(mode="random", n_starts=2, iterations=4, local_samples=1)).run()
+    assert trace.iterations == 4 and sum(len(b) for b in box.received) == 2 * 2 * 4
+
+
 def test_finite_difference_probes_2d_per_point_per_iteration():
     p, iterations, m = 2, 3, 1
     trace, bb, est = _run({"type": "finite_difference", "step": 1e-3}, n_starts=p, iterations=iterations,

@@ -101,6 +101,18 @@ def test_round_trip(tmp_path: Path) -> None:
         assert needle in text, (needle, text)
 
 
+def test_invalid_rows_are_kept_as_nan_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "log.h5"
+    with _new(path) as log:
+        x, y = _batch(0, 4)
+        y[1] = np.nan  # e.g. a design the simulator could not answer
+        y[3, 0, 0] = np.inf
+        log.append(x, y, 1.0, 2.0, 0, "step")
+    data = read_log(path)
+    assert np.isnan(data.y[1]).all() and np.isfinite(data.y[[0, 2]]).all()
+    assert "non-finite y:  2 rows" in summarize(path)
+
+
 def test_integer_output_dtype_and_blackbox_attach(tmp_path: Path) -> None:
     class Counter(BlackBox):
         def _query(self, x: torch.Tensor) -> torch.Tensor:
