@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from hil.errors import DeviceError, InputError, NotConnectedError
+from hil.errors import DeviceError, InputError, NotConnectedError, PartialAnswerError
 
 OutOfBounds = Literal["reject", "clip"]
 
@@ -211,8 +211,19 @@ class BlackBox:
             raise NotConnectedError(f"{self.spec.name}: call connect() (or use 'with') before query()")
         x = self.validate(x)
         t_start = time.time()
-        y = self._query(x)
-        t_end = time.time()
+        try:
+            y = self._query(x)
+        except PartialAnswerError as exc:  # keep what was answered, then fail
+            answered = torch.as_tensor(exc.answered)
+            if answered.shape[0] > 0:
+                self._record(x[: answered.shape[0]], answered, t_start, time.time(), purpose, iteration,
+                             None if start is None else np.asarray(start).reshape(-1)[: answered.shape[0]])
+            raise
+        return self._record(x, y, t_start, time.time(), purpose, iteration, start)
+
+    def _record(self, x: torch.Tensor, y: Any, t_start: float, t_end: float, purpose: str, iteration: int,
+                start: Any) -> torch.Tensor:
+        """Check an answer's shape, count it and append it to the log."""
         y = torch.as_tensor(y)
         expected = (x.shape[0], *self.spec.output_shape)
         if tuple(y.shape) != expected:

@@ -86,10 +86,17 @@ def _cmd_log_info(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from hil import bench
+    from hil.errors import ConfigError
+    from hil.registry import BENCHMARKS
 
     if args.task == "log":
         return bench.bench_log(rows=args.rows, quick=args.quick)
-    return bench.bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress)
+    if args.task in bench.BENCH_TASKS:
+        return bench.bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress)
+    if args.task in BENCHMARKS.names():
+        return BENCHMARKS.get(args.task)(args.json, args.quick)
+    allowed = ", ".join([*bench.BENCH_TASKS, "log", *BENCHMARKS.names()])
+    raise ConfigError(f"unknown benchmark {args.task!r}; allowed: {allowed}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_log_info)
 
     p = sub.add_parser("bench", help="benchmarks: estimators on a task, or the query log's append throughput")
-    p.add_argument("task", choices=["cnon", "owms", "opamp", "log"])
+    p.add_argument("task", help="cnon, owms, opamp, log, or a plug-in's benchmark (e.g. serial)")
     p.add_argument("--json", help="write the results as JSON")
     p.add_argument("--quick", action="store_true", help="a smaller version (under 2 minutes)")
     p.add_argument("--rows", type=int, default=20000, help="log benchmark: rows to append")

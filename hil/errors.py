@@ -30,6 +30,18 @@ class DeviceError(HilError, RuntimeError):
     """A BlackBox (device or twin) failed to answer."""
 
 
+class PartialAnswerError(DeviceError):
+    """A device answered the first rows of a batch, then failed for good.
+
+    ``answered`` holds those answers (``k x *output_shape``): ``BlackBox.query``
+    logs them before re-raising, so nothing a device answered is lost.
+    """
+
+    def __init__(self, message: str, answered: object) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+
 class NotConnectedError(DeviceError):
     """A BlackBox was queried before ``connect()`` / ``with``."""
 

@@ -77,3 +77,6 @@ ESTIMATORS: Registry = Registry("estimator")
 OBJECTIVES: Registry = Registry("objective")
 #: BlackBoxes around a BlackBox (bench imperfections, latency), built with ``from_config(options, inner=...)``
 WRAPPERS: Registry = Registry("blackbox wrapper")
+#: Benchmarks that plug-ins bring (e.g. a transport's round trip on its simulated device): a function
+#: ``(json_path: str | None, quick: bool) -> exit code``, run by ``hil bench NAME``
+BENCHMARKS: Registry = Registry("benchmark")

@@ -1,0 +1,229 @@
+"""Serial rig: a microcontroller board (DAC outputs -> a physical system -> ADC inputs) over pyserial.
+
+``type: serial_board``; needs ``pip install 'hil[serial]'``. One query row is
+one round trip of the line protocol (ASCII, ``\\n``-terminated, 115200 baud):
+
+=================  =======================================  ==========================================
+command            reply                                    meaning
+=================  =======================================  ==========================================
+``*IDN?``          ``HIL,<model>,<serial>,<firmware>``      identification (must start with ``HIL,``)
+``CFG?``           ``DAC n vmin vmax;ADC m vmin vmax``      channel counts and the board's own ranges
+``Q v1,...,vn``    ``A a1,...,am``                          set the DACs (volts), settle, read the ADCs
+any                ``ERR <code> <text>``                    1 unknown command, 2 bad values,
+                                                            3 out of range, 4 busy (retry)
+=================  =======================================  ==========================================
+
+Limits: ``dac_min_v``/``dac_max_v`` are declared in the config, must lie inside
+the board's ``CFG?`` range, and are the BlackBox bounds, so the base class
+clips or rejects anything outside before this driver sees it; the driver
+checks again before writing. Faults: a timeout, a garbled or partial reply or
+``ERR 4`` is retried (``retries`` times, exponential backoff from
+``backoff_s``; setting the same voltages again is harmless); a port that
+errors out (unplugged) is reopened by name until ``reconnect_timeout_s``.
+When a row still fails, the rows already answered are handed to the log
+(:class:`hil.errors.PartialAnswerError`) and the error names the port and
+what to check. Every row is logged once, by the BlackBox base class, when it
+has been answered.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from hil.blackbox import BlackBox, BlackBoxSpec
+from hil.config import require
+from hil.errors import DeviceError, PartialAnswerError
+from hil.registry import BLACKBOXES
+
+
+class _RetryableReply(Exception):
+    """A reply that was late, garbled or 'busy': ask again."""
+
+
+@dataclass
+class FaultStats:
+    retries: int = 0
+    timeouts: int = 0
+    garbled: int = 0
+    busy: int = 0
+    reconnects: int = 0
+
+
+@BLACKBOXES.register("serial_board")
+class SerialBoard(BlackBox):
+    """``batch x n_dac`` DAC voltages -> ``batch x n_adc`` ADC voltages of the board's physical system."""
+
+    @dataclass
+    class Config:
+        port: str = ""
+        baudrate: int = 115200
+        n_dac: int = 4
+        n_adc: int = 3
+        dac_min_v: float = 0.0
+        dac_max_v: float = 3.3
+        timeout_s: float = 0.2
+        retries: int = 3
+        backoff_s: float = 0.01
+        reconnect_timeout_s: float = 5.0
+        settle_s: float = 0.0
+        out_of_bounds: Literal["reject", "clip"] = "clip"
+
+        def __post_init__(self) -> None:
+            require(bool(self.port), "blackbox.port: give the serial port, e.g. /dev/ttyACM0 or /dev/serial/by-id/...")
+            require(self.n_dac >= 1 and self.n_adc >= 1, "blackbox.n_dac and n_adc must be >= 1")
+            require(self.dac_min_v < self.dac_max_v,
+                    f"blackbox.dac_min_v ({self.dac_min_v}) must be below dac_max_v ({self.dac_max_v})")
+            require(self.timeout_s > 0, f"blackbox.timeout_s must be > 0, got {self.timeout_s}")
+            require(self.retries >= 0, f"blackbox.retries must be >= 0, got {self.retries}")
+
+    def __init__(self, config: Config) -> None:
+        c = self.config = config
+        super().__init__(BlackBoxSpec(name=f"serial_board({c.port})", input_dim=c.n_dac,
+                                      lower=torch.full((c.n_dac,), float(c.dac_min_v)),
+                                      upper=torch.full((c.n_dac,), float(c.dac_max_v)),
+                                      output_shape=(c.n_adc,), stochastic=True, out_of_bounds=c.out_of_bounds))
+        self.serial = None
+        self.identity = ""
+        self.faults = FaultStats()
+
+    @classmethod
+    def from_config(cls, config: Config) -> SerialBoard:
+        return cls(config)
+
+    # -- connection -------------------------------------------------------------------------------------------
+    def _open(self) -> None:
+        try:
+            import serial
+        except ImportError as exc:
+            raise DeviceError("the serial rig needs pyserial: pip install 'hil[serial]'") from exc
+        self.serial = serial.Serial(self.config.port, self.config.baudrate, timeout=self.config.timeout_s,
+                                    write_timeout=self.config.timeout_s)
+
+    def _connect(self) -> None:
+        c = self.config
+        try:
+            self._open()
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"cannot open serial port {c.port}: {exc}; check the cable, the port name "
+                              f"(ls /dev/serial/by-id/) and your permissions (dialout group)") from exc
+        try:
+            self.identity = self._ask("*IDN?")
+            if not self.identity.startswith("HIL,"):
+                raise DeviceError(f"{c.port}: *IDN? answered {self.identity!r}; is this a hil board?")
+            cfg = self._ask("CFG?")
+            self._check_cfg(cfg)
+        except BaseException:
+            self._close()
+            raise
+
+    def _check_cfg(self, cfg: str) -> None:
+        c = self.config
+        try:
+            dac, adc = cfg.split(";")
+            _, n_dac, vmin, vmax = dac.split()
+            n_adc = int(adc.split()[1])
+        except ValueError as exc:
+            raise DeviceError(f"{c.port}: unreadable CFG? reply {cfg!r}") from exc
+        if int(n_dac) != c.n_dac or n_adc != c.n_adc:
+            raise DeviceError(f"{c.port}: the board has {n_dac} DAC and {n_adc} ADC channels; the config says "
+                              f"n_dac {c.n_dac}, n_adc {c.n_adc}")
+        if c.dac_min_v < float(vmin) or c.dac_max_v > float(vmax):
+            raise DeviceError(f"{c.port}: declared DAC limits [{c.dac_min_v}, {c.dac_max_v}] V exceed the "
+                              f"board's [{vmin}, {vmax}] V; narrow dac_min_v / dac_max_v")
+
+    def _close(self) -> None:
+        if self.serial is not None:
+            try:
+                self.serial.close()
+            except OSError:
+                pass
+            self.serial = None
+
+    def _reconnect(self) -> None:
+        self._close()
+        deadline = time.monotonic() + self.config.reconnect_timeout_s
+        while True:
+            try:
+                self._open()
+                self.faults.reconnects += 1
+                return
+            except (OSError, ValueError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    # -- one round trip ----------------------------------------------------------------------------------------
+    def _ask(self, command: str) -> str:
+        import serial
+
+        s = self.serial
+        try:
+            s.reset_input_buffer()  # drop the rest of an earlier garbled reply
+            s.write((command + "\n").encode())
+            raw = s.readline()
+        except serial.SerialTimeoutException as exc:
+            self.faults.timeouts += 1
+            raise _RetryableReply(f"write timed out: {exc}") from exc
+        if not raw.endswith(b"\n"):
+            self.faults.timeouts += 1
+            raise _RetryableReply(f"no complete reply within {self.config.timeout_s} s (got {raw[:40]!r})")
+        return raw.decode(errors="replace").strip()
+
+    def _measure(self, volts: list[float]) -> list[float]:
+        c = self.config
+        reply = self._ask("Q " + ",".join(f"{v:.6f}" for v in volts))
+        if reply.startswith("ERR 4"):
+            self.faults.busy += 1
+            raise _RetryableReply(reply)
+        if reply.startswith("ERR"):
+            raise DeviceError(f"{c.port} refused Q: {reply}")
+        try:
+            if not reply.startswith("A "):
+                raise ValueError(reply)
+            values = [float(t) for t in reply[2:].split(",")]
+            if len(values) != c.n_adc:
+                raise ValueError(reply)
+        except ValueError as exc:
+            self.faults.garbled += 1
+            raise _RetryableReply(f"garbled reply {reply[:60]!r}") from exc
+        return values
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        import serial
+
+        c = self.config
+        if bool((x < c.dac_min_v).any() or (x > c.dac_max_v).any()):  # never reached: validate() clips
+            raise DeviceError(f"{c.port}: refusing to drive DACs outside [{c.dac_min_v}, {c.dac_max_v}] V")
+        rows: list[list[float]] = []
+        for i, volts in enumerate(x.tolist()):
+            last = ""
+            for attempt in range(c.retries + 1):
+                try:
+                    if self.serial is None:
+                        self._reconnect()
+                    rows.append(self._measure(volts))
+                    break
+                except _RetryableReply as exc:
+                    last = str(exc)
+                except (serial.SerialException, OSError) as exc:
+                    last = f"port error: {exc}"
+                    try:
+                        self._reconnect()
+                    except (OSError, ValueError) as exc2:
+                        last = f"port error, and reopening failed for {c.reconnect_timeout_s} s: {exc2}"
+                if attempt < c.retries:
+                    self.faults.retries += 1
+                    time.sleep(c.backoff_s * 2**attempt)
+            else:
+                raise PartialAnswerError(
+                    f"serial board at {c.port}: no valid answer to row {i} after {c.retries + 1} attempts "
+                    f"({last}); check the cable and power, that the firmware runs, and the baud rate "
+                    f"({c.baudrate}); the {len(rows)} rows answered are logged",
+                    torch.tensor(rows, dtype=torch.float32).reshape(len(rows), c.n_adc))
+            if c.settle_s > 0:
+                time.sleep(c.settle_s)
+        return torch.tensor(rows, dtype=torch.float32)
