@@ -28,33 +28,20 @@ has been answered.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from hil.drivers.rig import Retryable, RowRig
 
-from hil.blackbox import BlackBox, BlackBoxSpec
+from hil.blackbox import BlackBoxSpec
 from hil.config import require
-from hil.errors import DeviceError, PartialAnswerError
+from hil.errors import DeviceError
 from hil.registry import BLACKBOXES
 
 
-class _RetryableReply(Exception):
-    """A reply that was late, garbled or 'busy': ask again."""
-
-
-@dataclass
-class FaultStats:
-    retries: int = 0
-    timeouts: int = 0
-    garbled: int = 0
-    busy: int = 0
-    reconnects: int = 0
-
-
 @BLACKBOXES.register("serial_board")
-class SerialBoard(BlackBox):
+class SerialBoard(RowRig):
     """``batch x n_dac`` DAC voltages -> ``batch x n_adc`` ADC voltages of the board's physical system."""
 
     @dataclass
@@ -88,7 +75,15 @@ class SerialBoard(BlackBox):
                                       output_shape=(c.n_adc,), stochastic=True, out_of_bounds=c.out_of_bounds))
         self.serial = None
         self.identity = ""
-        self.faults = FaultStats()
+        self.what_to_check = (f"the cable and power, that the firmware runs, and the baud rate ({c.baudrate})")
+
+    @property
+    def address(self) -> str:
+        return f"serial board at {self.config.port}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.serial is not None
 
     @classmethod
     def from_config(cls, config: Config) -> SerialBoard:
@@ -143,19 +138,6 @@ class SerialBoard(BlackBox):
                 pass
             self.serial = None
 
-    def _reconnect(self) -> None:
-        self._close()
-        deadline = time.monotonic() + self.config.reconnect_timeout_s
-        while True:
-            try:
-                self._open()
-                self.faults.reconnects += 1
-                return
-            except (OSError, ValueError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
     # -- one round trip ----------------------------------------------------------------------------------------
     def _ask(self, command: str) -> str:
         import serial
@@ -167,10 +149,10 @@ class SerialBoard(BlackBox):
             raw = s.readline()
         except serial.SerialTimeoutException as exc:
             self.faults.timeouts += 1
-            raise _RetryableReply(f"write timed out: {exc}") from exc
+            raise Retryable(f"write timed out: {exc}") from exc
         if not raw.endswith(b"\n"):
             self.faults.timeouts += 1
-            raise _RetryableReply(f"no complete reply within {self.config.timeout_s} s (got {raw[:40]!r})")
+            raise Retryable(f"no complete reply within {self.config.timeout_s} s (got {raw[:40]!r})")
         return raw.decode(errors="replace").strip()
 
     def _measure(self, volts: list[float]) -> list[float]:
@@ -178,7 +160,7 @@ class SerialBoard(BlackBox):
         reply = self._ask("Q " + ",".join(f"{v:.6f}" for v in volts))
         if reply.startswith("ERR 4"):
             self.faults.busy += 1
-            raise _RetryableReply(reply)
+            raise Retryable(reply)
         if reply.startswith("ERR"):
             raise DeviceError(f"{c.port} refused Q: {reply}")
         try:
@@ -189,41 +171,8 @@ class SerialBoard(BlackBox):
                 raise ValueError(reply)
         except ValueError as exc:
             self.faults.garbled += 1
-            raise _RetryableReply(f"garbled reply {reply[:60]!r}") from exc
+            raise Retryable(f"garbled reply {reply[:60]!r}") from exc
         return values
 
-    def _query(self, x: torch.Tensor) -> torch.Tensor:
-        import serial
-
-        c = self.config
-        if bool((x < c.dac_min_v).any() or (x > c.dac_max_v).any()):  # never reached: validate() clips
-            raise DeviceError(f"{c.port}: refusing to drive DACs outside [{c.dac_min_v}, {c.dac_max_v}] V")
-        rows: list[list[float]] = []
-        for i, volts in enumerate(x.tolist()):
-            last = ""
-            for attempt in range(c.retries + 1):
-                try:
-                    if self.serial is None:
-                        self._reconnect()
-                    rows.append(self._measure(volts))
-                    break
-                except _RetryableReply as exc:
-                    last = str(exc)
-                except (serial.SerialException, OSError) as exc:
-                    last = f"port error: {exc}"
-                    try:
-                        self._reconnect()
-                    except (OSError, ValueError) as exc2:
-                        last = f"port error, and reopening failed for {c.reconnect_timeout_s} s: {exc2}"
-                if attempt < c.retries:
-                    self.faults.retries += 1
-                    time.sleep(c.backoff_s * 2**attempt)
-            else:
-                raise PartialAnswerError(
-                    f"serial board at {c.port}: no valid answer to row {i} after {c.retries + 1} attempts "
-                    f"({last}); check the cable and power, that the firmware runs, and the baud rate "
-                    f"({c.baudrate}); the {len(rows)} rows answered are logged",
-                    torch.tensor(rows, dtype=torch.float32).reshape(len(rows), c.n_adc))
-            if c.settle_s > 0:
-                time.sleep(c.settle_s)
-        return torch.tensor(rows, dtype=torch.float32)
+    def _row(self, values: list[float]) -> list[float]:
+        return self._measure(values)

@@ -21,30 +21,17 @@ instrument refusing, reported at once.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
 import torch
+from hil.drivers.rig import Retryable, RowRig
 
-from hil.blackbox import BlackBox, BlackBoxSpec
+from hil.blackbox import BlackBoxSpec
 from hil.config import require
-from hil.errors import DeviceError, PartialAnswerError
+from hil.errors import DeviceError
 from hil.registry import BLACKBOXES
-
-
-class _Retry(Exception):
-    pass
-
-
-@dataclass
-class VisaFaults:
-    retries: int = 0
-    timeouts: int = 0
-    garbled: int = 0
-    reconnects: int = 0  # after a connection error
-    reopened: int = 0  # fresh sessions after a timeout or a garbled reply
 
 
 def shipped_sim_yaml() -> str:
@@ -52,7 +39,7 @@ def shipped_sim_yaml() -> str:
 
 
 @BLACKBOXES.register("visa_rig")
-class VisaRig(BlackBox):
+class VisaRig(RowRig):
     """``batch x n_inputs`` volts -> ``batch x n_outputs`` volts read back by the instrument."""
 
     @dataclass
@@ -93,7 +80,19 @@ class VisaRig(BlackBox):
         self.rm = None
         self.identity = ""
         self.nodelay = False
-        self.faults = VisaFaults()
+
+    what_to_check = "the network or cable, that the instrument is on, and its termination settings"
+    # a fresh session after a timeout or garbled reply, not inst.clear(): a late reply must not answer the
+    # next row, and pyvisa-py's clear() spins forever on a socket the instrument has closed
+    reopen_after_retryable = True
+
+    @property
+    def address(self) -> str:
+        return f"VISA rig at {self.config.resource}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.inst is not None
 
     @classmethod
     def from_config(cls, config: Config) -> VisaRig:
@@ -182,18 +181,6 @@ class VisaRig(BlackBox):
                 pass
             self.inst = None
 
-    def _reconnect(self) -> None:
-        self._close()
-        deadline = time.monotonic() + self.config.reconnect_timeout_s
-        while True:
-            try:
-                self._open()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
     # -- one row -----------------------------------------------------------------------------------------------
     def _row(self, volts: list[float]) -> list[float]:
         import pyvisa
@@ -216,7 +203,7 @@ class VisaRig(BlackBox):
         except pyvisa.errors.VisaIOError as exc:
             if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
                 self.faults.timeouts += 1
-                raise _Retry(f"timeout after {c.timeout_s} s") from exc
+                raise Retryable(f"timeout after {c.timeout_s} s") from exc
             raise
         try:
             values = [float(r) for r in replies]
@@ -224,47 +211,5 @@ class VisaRig(BlackBox):
                 raise ValueError(replies)
         except ValueError as exc:
             self.faults.garbled += 1
-            raise _Retry(f"garbled reply {','.join(replies)[:60]!r}") from exc
+            raise Retryable(f"garbled reply {','.join(replies)[:60]!r}") from exc
         return values
-
-    def _query(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        if bool((x < c.v_min).any() or (x > c.v_max).any()):  # never reached: validate() clips or rejects
-            raise DeviceError(f"{c.resource}: refusing to output outside [{c.v_min}, {c.v_max}] V")
-        rows: list[list[float]] = []
-        for i, volts in enumerate(x.tolist()):
-            last = ""
-            for attempt in range(c.retries + 1):
-                try:
-                    if self.inst is None:
-                        self._reconnect()
-                    rows.append(self._row(volts))
-                    break
-                except _Retry as exc:
-                    last = str(exc)
-                    # a fresh session, not inst.clear(): a late reply must not answer the next row, and
-                    # pyvisa-py's clear() spins forever on a socket the instrument has closed
-                    self._close()
-                    self.faults.reopened += 1
-                except DeviceError as exc:
-                    raise PartialAnswerError(f"{exc}; the {len(rows)} rows answered are logged",
-                                             torch.tensor(rows, dtype=torch.float32).reshape(-1, c.n_outputs)) from exc
-                except Exception as exc:  # connection lost, socket reset: reopen
-                    last = f"connection error: {exc}"
-                    self.faults.reconnects += 1
-                    try:
-                        self._reconnect()
-                    except Exception as exc2:
-                        last = f"connection lost, and reopening failed for {c.reconnect_timeout_s} s: {exc2}"
-                if attempt < c.retries:
-                    self.faults.retries += 1
-                    time.sleep(c.backoff_s * 2**attempt)
-            else:
-                raise PartialAnswerError(
-                    f"VISA rig at {c.resource}: no valid answer to row {i} after {c.retries + 1} attempts ({last}); "
-                    f"check the network or cable, that the instrument is on, and its termination settings; the "
-                    f"{len(rows)} rows answered are logged",
-                    torch.tensor(rows, dtype=torch.float32).reshape(-1, c.n_outputs))
-            if c.settle_s > 0:
-                time.sleep(c.settle_s)
-        return torch.tensor(rows, dtype=torch.float32)
