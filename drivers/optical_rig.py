@@ -1,0 +1,208 @@
+"""Optical rig: an SLM and a camera driven through slmsuite, as one BlackBox (``type: slm_camera_rig``).
+
+Any SLM and camera slmsuite supports plug in by naming the class and its init
+arguments (``pip install 'hil[slm]'``; slmsuite is imported only on connect)::
+
+    blackbox:
+      type: slm_camera_rig
+      slm: {class: slmsuite.hardware.slms.simulated.SimulatedSLM, args: [[64, 64]], kwargs: {pitch_um: [8, 8]}}
+      camera: {class: slmsuite.hardware.cameras.simulated.SimulatedCamera, args: [$slm]}   # $slm: the SLM object
+      exposure_s: 0.02
+      roi: [16, 16, 32, 32]      # y0, x0, height, width of the frame kept
+      regions: [4, 4]            # optional: sum the ROI over a grid of detector regions
+
+A query row is a phase pattern (``slm_rows x slm_cols`` phases in
+``[phase_min, phase_max]``, or ``blocks`` macro-pixels): the rig displays it,
+waits ``settle_s``, grabs ``frames`` frames and averages them, and returns the
+ROI (``roi_h x roi_w`` counts) or its detector regions. Our layer adds the
+declared limits (the BlackBox bounds; the exposure must lie inside the camera's
+``exposure_bounds_s`` when it declares them), the settle time, averaging, ROI
+and regions, and a saturation check: a frame whose ROI has more than
+``max_saturated_fraction`` of its pixels at full scale is an error that says
+to lower the exposure (``on_saturation: error``) or is counted
+(``on_saturation: count``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from hil.blackbox import BlackBox, BlackBoxSpec
+from hil.config import require
+from hil.errors import ConfigError, DeviceError
+from hil.registry import BLACKBOXES
+
+
+def _instantiate(section: dict[str, Any], what: str, slm: object = None) -> object:
+    path = section.get("class", "")
+    module_name, _, cls_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DeviceError(f"blackbox.{what}.class: cannot import {path!r} ({exc}); slmsuite classes need "
+                          f"pip install 'hil[slm]'") from exc
+
+    def resolve(v: object) -> object:
+        return slm if v == "$slm" else v
+
+    args = [resolve(a) for a in section.get("args", [])]
+    kwargs = {k: resolve(v) for k, v in section.get("kwargs", {}).items()}
+    try:
+        return cls(*args, **kwargs)
+    except Exception as exc:
+        raise DeviceError(f"blackbox.{what}: {path}(*{args}, **{kwargs}) failed: {exc}") from exc
+
+
+@dataclass
+class SaturationStats:
+    frames: int = 0
+    saturated_frames: int = 0
+
+
+@BLACKBOXES.register("slm_camera_rig")
+class SLMCameraRig(BlackBox):
+    """``batch x n_phases`` phases -> ``batch x roi_h x roi_w`` counts (or ``batch x regions`` sums)."""
+
+    @dataclass
+    class Config:
+        slm: dict = field(default_factory=dict)
+        camera: dict = field(default_factory=dict)
+        slm_shape: list[int] = field(default_factory=lambda: [64, 64])  # rows, cols: checked on connect
+        phase_min: float = 0.0
+        phase_max: float = 2 * math.pi
+        blocks: list[int] | None = None
+        exposure_s: float | None = None
+        settle_s: float = 0.0
+        frames: int = 1
+        roi: list[int] | None = None
+        regions: list[int] | None = None
+        on_saturation: Literal["error", "count"] = "error"
+        max_saturated_fraction: float = 0.01
+        out_of_bounds: Literal["reject", "clip"] = "clip"
+
+        def __post_init__(self) -> None:
+            for key in ("slm", "camera"):
+                section = getattr(self, key)
+                require(isinstance(section, dict) and bool(section.get("class")),
+                        f"blackbox.{key}: give {{class: <slmsuite class path>, args: [...], kwargs: {{...}}}}")
+                unknown = set(section) - {"class", "args", "kwargs"}
+                require(not unknown, f"blackbox.{key}: unknown keys {sorted(unknown)}; allowed: class, args, kwargs")
+            require(len(self.slm_shape) == 2 and min(self.slm_shape) >= 1, "blackbox.slm_shape must be [rows, cols]")
+            require(self.phase_min < self.phase_max, "blackbox.phase_min must be below phase_max")
+            require(self.frames >= 1, f"blackbox.frames must be >= 1, got {self.frames}")
+            require(self.settle_s >= 0, f"blackbox.settle_s must be >= 0, got {self.settle_s}")
+            require(self.exposure_s is None or self.exposure_s > 0, "blackbox.exposure_s must be > 0")
+            if self.blocks is not None:
+                require(len(self.blocks) == 2 and self.slm_shape[0] % self.blocks[0] == 0
+                        and self.slm_shape[1] % self.blocks[1] == 0,
+                        f"blackbox.blocks {self.blocks} must divide slm_shape {self.slm_shape} evenly")
+            if self.roi is not None:
+                require(len(self.roi) == 4 and self.roi[2] >= 1 and self.roi[3] >= 1,
+                        "blackbox.roi must be [y0, x0, height, width]")
+            if self.regions is not None:
+                require(self.roi is not None and len(self.regions) == 2 and self.roi[2] % self.regions[0] == 0
+                        and self.roi[3] % self.regions[1] == 0,
+                        "blackbox.regions [rows, cols] needs a roi whose height and width they divide")
+            require(0 <= self.max_saturated_fraction <= 1, "blackbox.max_saturated_fraction must be in [0, 1]")
+
+    def __init__(self, config: Config) -> None:
+        c = self.config = config
+        n_in = c.blocks[0] * c.blocks[1] if c.blocks else c.slm_shape[0] * c.slm_shape[1]
+        if c.regions:
+            out: tuple[int, ...] = (c.regions[0] * c.regions[1],)
+        elif c.roi:
+            out = (c.roi[2], c.roi[3])
+        else:
+            raise ConfigError("blackbox.roi: give the camera region to read, [y0, x0, height, width]")
+        super().__init__(BlackBoxSpec(name="slm_camera_rig", input_dim=n_in, lower=torch.full((n_in,), c.phase_min),
+                                      upper=torch.full((n_in,), c.phase_max), output_shape=out, stochastic=True,
+                                      out_of_bounds=c.out_of_bounds))
+        self.slm_shape = tuple(c.slm_shape)
+        self.slm = self.camera = None
+        self.saturation = SaturationStats()
+        self.full_scale = 0.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> SLMCameraRig:
+        return cls(config)
+
+    def _connect(self) -> None:
+        c = self.config
+        self.slm = _instantiate(c.slm, "slm")
+        try:
+            self.camera = _instantiate(c.camera, "camera", slm=self.slm)
+            shape = tuple(int(s) for s in self.slm.shape)
+            if shape != self.slm_shape:
+                raise DeviceError(f"the SLM has {list(shape)} pixels (rows, cols); the config says slm_shape "
+                                  f"{list(self.slm_shape)}")
+            cam_shape = tuple(int(s) for s in self.camera.shape)
+            y0, x0, h, w = c.roi
+            if y0 < 0 or x0 < 0 or y0 + h > cam_shape[0] or x0 + w > cam_shape[1]:
+                raise DeviceError(f"blackbox.roi {c.roi} does not fit the camera's {list(cam_shape)} frame")
+            if c.exposure_s is not None:
+                bounds = getattr(self.camera, "exposure_bounds_s", None)
+                if bounds is not None and not (bounds[0] <= c.exposure_s <= bounds[1]):
+                    raise DeviceError(f"blackbox.exposure_s {c.exposure_s} s is outside the camera's "
+                                      f"{list(bounds)} s")
+                self.camera.set_exposure(c.exposure_s)
+            self.full_scale = float(2 ** int(self.camera.bitdepth) - 1)
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        for dev in (self.camera, self.slm):
+            if dev is not None:
+                try:
+                    dev.close()
+                except Exception:
+                    pass
+        self.slm = self.camera = None
+
+    def pattern(self, row: torch.Tensor) -> np.ndarray:
+        """One input row -> the ``slm_rows x slm_cols`` phase pattern displayed."""
+        rows, cols = self.slm_shape
+        if self.config.blocks:
+            br, bc = self.config.blocks
+            img = row.reshape(br, bc).repeat_interleave(rows // br, 0).repeat_interleave(cols // bc, 1)
+        else:
+            img = row.reshape(rows, cols)
+        return img.double().numpy()
+
+    def _frame(self) -> np.ndarray:
+        c = self.config
+        y0, x0, h, w = c.roi
+        acc = np.zeros((h, w))
+        for _ in range(c.frames):
+            frame = np.asarray(self.camera.get_image(), dtype=np.float64)[y0: y0 + h, x0: x0 + w]
+            self.saturation.frames += 1
+            saturated = float((frame >= self.full_scale).mean())
+            if saturated > c.max_saturated_fraction:
+                self.saturation.saturated_frames += 1
+                if c.on_saturation == "error":
+                    raise DeviceError(f"camera saturated: {100 * saturated:.1f} % of the ROI at full scale "
+                                      f"({self.full_scale:.0f}); lower blackbox.exposure_s (now "
+                                      f"{self.camera.get_exposure():.3g} s)")
+            acc += frame
+        return acc / c.frames
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        out = []
+        for row in x:
+            self.slm.set_phase(self.pattern(row), settle=False)
+            if c.settle_s > 0:
+                time.sleep(c.settle_s)
+            img = self._frame()
+            if c.regions:
+                r, q = c.regions
+                img = img.reshape(r, img.shape[0] // r, q, img.shape[1] // q).sum(axis=(1, 3)).reshape(-1)
+            out.append(img)
+        return torch.tensor(np.stack(out), dtype=torch.float32)

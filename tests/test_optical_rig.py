@@ -1,0 +1,116 @@
+"""SLM + camera rig on slmsuite's own SimulatedSLM and SimulatedCamera: frames, limits, saturation, configs."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from hil.errors import ConfigError, DeviceError, InputError
+from hil.sections import parse_blackbox
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # slmsuite warns that cupy (GPU) is missing
+    pytest.importorskip("slmsuite.hardware.cameras.simulated", reason="the optical rig needs slmsuite: "
+                                                                     "pip install 'hil[slm]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+SLM = {"class": "slmsuite.hardware.slms.simulated.SimulatedSLM", "args": [[32, 32]], "kwargs": {"pitch_um": [8, 8]}}
+CAMERA = {"class": "slmsuite.hardware.cameras.simulated.SimulatedCamera", "args": ["$slm"]}
+
+
+def rig(**options):
+    section = {"type": "slm_camera_rig", "slm": SLM, "camera": CAMERA, "slm_shape": [32, 32],
+               "roi": [8, 8, 16, 16], "exposure_s": 1.0, "on_saturation": "count", **options}
+    return parse_blackbox(section).build()
+
+
+def test_a_query_displays_the_pattern_and_returns_the_roi_of_the_frame():
+    x = torch.rand(3, 32 * 32, generator=torch.Generator().manual_seed(0)) * 2 * math.pi
+    with rig() as box:
+        y = box.query(x)
+        # the same pattern straight through slmsuite gives the same frame
+        box.slm.set_phase(x[2].reshape(32, 32).double().numpy(), settle=False)
+        direct = np.asarray(box.camera.get_image(), dtype=np.float32)[8:24, 8:24]
+    assert y.shape == (3, 16, 16)
+    np.testing.assert_allclose(y[2].numpy(), direct)
+    assert not torch.equal(y[0], y[1])
+
+
+def test_blocks_and_detector_regions_shape_the_rig_for_a_pnn():
+    with rig(blocks=[4, 4], regions=[2, 2]) as box:
+        assert box.spec.input_dim == 16 and box.spec.output_shape == (4,)
+        x = torch.rand(2, 16) * 2 * math.pi
+        y = box.query(x)
+        pattern = box.pattern(x[0])
+        assert pattern.shape == (32, 32) and np.allclose(pattern[:8, :8], float(x[0, 0]))
+    with rig(regions=None) as full, rig(regions=[2, 2]) as regions:
+        frame = full.query(x[:1, :1].repeat(1, 1024))  # a flat pattern on both rigs
+        summed = regions.query(x[:1, :1].repeat(1, 1024))
+    np.testing.assert_allclose(summed[0].numpy(), frame[0].reshape(2, 8, 2, 8).sum(dim=(1, 3)).reshape(-1).numpy())
+    assert y.shape == (2, 4)
+
+
+def test_declared_phase_limits_hold():
+    with rig(out_of_bounds="reject") as box:
+        with pytest.raises(InputError, match="out of bounds.*nothing was sent"):
+            box.query(torch.full((1, 1024), 7.0))
+        assert box.stats.queries == 0
+    with rig(phase_max=math.pi) as box:  # a rig declared to use half the range: inputs are clipped to it
+        box.query(torch.full((1, 1024), 6.0))
+        assert float(np.max(box.slm.phase)) <= math.pi + 1e-6 if hasattr(box.slm, "phase") else True
+        assert box.stats.clipped_rows == 1
+
+
+def test_saturation_is_an_error_that_says_to_lower_the_exposure_or_is_counted():
+    flat = torch.zeros(1, 1024)  # all light in one far-field spot
+    with rig(on_saturation="error", max_saturated_fraction=0.0) as box:
+        with pytest.raises(DeviceError, match="camera saturated: 0.4 % of the ROI.*lower blackbox.exposure_s"):
+            box.query(flat, purpose="calibration")
+        assert box.stats.queries == 0  # a saturated frame is not an answer
+    with rig(max_saturated_fraction=0.0) as box:
+        box.query(flat.repeat(3, 1))
+        assert box.saturation.saturated_frames == 3 and box.saturation.frames == 3
+
+
+def test_misconfigured_rig_fails_with_what_to_fix():
+    with pytest.raises(ConfigError, match=r"blackbox.slm: give \{class:"):
+        parse_blackbox({"type": "slm_camera_rig", "camera": CAMERA, "roi": [0, 0, 4, 4]})
+    with pytest.raises(ConfigError, match="blackbox.blocks .* must divide slm_shape"):
+        rig(blocks=[5, 5])
+    with pytest.raises(DeviceError, match="cannot import 'slmsuite.hardware.slms.nope.SLM'"):
+        rig(slm={"class": "slmsuite.hardware.slms.nope.SLM"}).connect()
+    with pytest.raises(DeviceError, match="does not fit the camera's"):
+        rig(roi=[20, 20, 16, 16]).connect()
+    with pytest.raises(DeviceError, match="the SLM has \\[32, 32\\] pixels"):
+        rig(slm_shape=[64, 64]).connect()
+
+
+def test_the_owms_task_runs_on_the_rig_with_only_the_config_changed(tmp_path):
+    from hil.run import execute, load_run_config
+
+    data = yaml.safe_load((ROOT / "configs" / "slm_camera_rig.yaml").read_text())
+    data["optimizer"].update(iterations=4, n_starts=2)
+    data["estimator"]["hidden"] = [32, 32]
+    data["log"] = {"dir": str(tmp_path)}
+    result = execute(load_run_config(data), log_path=tmp_path / "rig.h5")
+    best = result.trace.best_array()
+    assert best.shape == (4, 2) and np.isfinite(best).all() and (best[-1] <= best[0]).all()
+
+
+def test_the_pnn_trains_on_the_rig_with_only_the_bench_changed(tmp_path):
+    pytest.importorskip("torchoptics")
+    pytest.importorskip("sklearn")
+    from hil.pnn import load_pnn_config, run_pnn_experiment
+
+    data = yaml.safe_load((ROOT / "configs" / "pnn_digits_rig.yaml").read_text())
+    data["training"].update(epochs=3, seeds=[0], warmup_queries=200, warmup_epochs=5)
+    result = run_pnn_experiment(load_pnn_config(data), log_path=tmp_path / "pnn.h5", progress=False)
+    run = result["runs"][0]
+    assert run["mode"] == "pat_gradpie" and run["bench_queries"] == 200 + 3 * 1257 + 540
+    assert run["bench_accuracy"] > 0.3  # chance is 0.1
