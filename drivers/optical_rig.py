@@ -33,8 +33,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from hil.drivers.rig import RowRig
 
-from hil.blackbox import BlackBox, BlackBoxSpec
+from hil.blackbox import BlackBoxSpec
 from hil.config import require
 from hil.errors import ConfigError, DeviceError
 from hil.registry import BLACKBOXES
@@ -67,7 +68,7 @@ class SaturationStats:
 
 
 @BLACKBOXES.register("slm_camera_rig")
-class SLMCameraRig(BlackBox):
+class SLMCameraRig(RowRig):
     """``batch x n_phases`` phases -> ``batch x roi_h x roi_w`` counts (or ``batch x regions`` sums)."""
 
     @dataclass
@@ -85,6 +86,9 @@ class SLMCameraRig(BlackBox):
         regions: list[int] | None = None
         on_saturation: Literal["error", "count"] = "error"
         max_saturated_fraction: float = 0.01
+        retries: int = 2                  # a frame grab that fails or times out is retried...
+        backoff_s: float = 0.05
+        reconnect_timeout_s: float = 10.0  # ...after reopening both devices
         out_of_bounds: Literal["reject", "clip"] = "clip"
 
         def __post_init__(self) -> None:
@@ -129,11 +133,26 @@ class SLMCameraRig(BlackBox):
         self.saturation = SaturationStats()
         self.full_scale = 0.0
 
+    settle_after_row = False  # the rig settles between display and grab, in _row
+
+    what_to_check = "the SLM's and the camera's connections and drivers, and the camera's trigger and timeout"
+
+    @property
+    def address(self) -> str:
+        return f"SLM + camera rig ({self.config.slm.get('class')}, {self.config.camera.get('class')})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.camera is not None
+
     @classmethod
     def from_config(cls, config: Config) -> SLMCameraRig:
         return cls(config)
 
     def _connect(self) -> None:
+        self._open()
+
+    def _open(self) -> None:
         c = self.config
         self.slm = _instantiate(c.slm, "slm")
         try:
@@ -193,16 +212,13 @@ class SLMCameraRig(BlackBox):
             acc += frame
         return acc / c.frames
 
-    def _query(self, x: torch.Tensor) -> torch.Tensor:
+    def _row(self, values: list[float]) -> list[float] | np.ndarray:
         c = self.config
-        out = []
-        for row in x:
-            self.slm.set_phase(self.pattern(row), settle=False)
-            if c.settle_s > 0:
-                time.sleep(c.settle_s)
-            img = self._frame()
-            if c.regions:
-                r, q = c.regions
-                img = img.reshape(r, img.shape[0] // r, q, img.shape[1] // q).sum(axis=(1, 3)).reshape(-1)
-            out.append(img)
-        return torch.tensor(np.stack(out), dtype=torch.float32)
+        self.slm.set_phase(self.pattern(torch.tensor(values)), settle=False)
+        if c.settle_s > 0:
+            time.sleep(c.settle_s)
+        img = self._frame()
+        if c.regions:
+            r, q = c.regions
+            img = img.reshape(r, img.shape[0] // r, q, img.shape[1] // q).sum(axis=(1, 3)).reshape(-1)
+        return img

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
@@ -44,6 +45,8 @@ class RowRig(BlackBox):
     what_to_check = "the cable and power, and that the device is on"
     #: open a fresh session after a retryable reply (a late reply must not answer the next row)
     reopen_after_retryable = False
+    #: sleep ``config.settle_s`` after each row (rigs that settle between set and read do it in ``_row``)
+    settle_after_row = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -76,7 +79,7 @@ class RowRig(BlackBox):
                 time.sleep(0.02)
 
     def _partial(self, message: str, rows: list[list[float]]) -> PartialAnswerError:
-        answered = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), *self.spec.output_shape)
+        answered = _stack(rows, self.spec.output_shape)
         return PartialAnswerError(f"{message}; the {len(rows)} rows answered are logged", answered)
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,6 +115,11 @@ class RowRig(BlackBox):
             else:
                 raise self._partial(f"{self.address}: no valid answer to row {i} after {c.retries + 1} attempts "
                                     f"({last}); check {self.what_to_check}", rows)
-            if c.settle_s > 0:
+            if self.settle_after_row and c.settle_s > 0:
                 time.sleep(c.settle_s)
-        return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), *spec.output_shape)
+        return _stack(rows, spec.output_shape)
+
+
+def _stack(rows: list, output_shape: tuple[int, ...]) -> torch.Tensor:
+    """Answered rows (lists or arrays) as a ``len(rows) x *output_shape`` float32 tensor."""
+    return torch.from_numpy(np.asarray(rows, dtype=np.float32).reshape(len(rows), *output_shape))

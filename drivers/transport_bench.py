@@ -38,11 +38,12 @@ def round_trips(section: dict[str, Any], n: int) -> dict[str, float]:
             "batched_ms_per_row": batch_s * 1e3}
 
 
-def loop_overhead(section: dict[str, Any], iterations: int, tmp: str) -> dict[str, float]:
+def loop_overhead(section: dict[str, Any], iterations: int, tmp: str, target: list[float] | None = None
+                  ) -> dict[str, float]:
     from hil.run import execute, load_run_config
 
     cfg = load_run_config({
-        "blackbox": section, "objective": {"type": "target_distance", "target": [1.0, 2.0, 2.5]},
+        "blackbox": section, "objective": {"type": "target_distance", "target": target or [1.0, 2.0, 2.5]},
         "estimator": {"type": "surrogate", "loss": "gradpie", "k": 5, "hidden": [64, 64], "epochs": 5},
         "optimizer": {"mode": "online", "n_starts": 4, "iterations": iterations, "local_samples": 1,
                       "sigma": 0.05, "lr": 0.05, "seed": 0},
@@ -118,3 +119,16 @@ def _with_nagle(resource: str, n: int) -> float:
         return (time.perf_counter() - t) / n * 1e3
     finally:
         inst.close()
+
+
+@BENCHMARKS.register("slm")
+def bench_slm(json_path: str | None, quick: bool) -> int:
+    n, iterations = (100, 10) if quick else (1000, 40)
+    section = {"type": "slm_camera_rig", "slm_shape": [64, 64], "blocks": [16, 16], "roi": [16, 16, 32, 32],
+               "regions": [2, 2], "exposure_s": 1.0, "on_saturation": "count",
+               "slm": {"class": "slmsuite.hardware.slms.simulated.SimulatedSLM", "args": [[64, 64]]},
+               "camera": {"class": "slmsuite.hardware.cameras.simulated.SimulatedCamera", "args": ["$slm"]}}
+    with tempfile.TemporaryDirectory() as tmp:
+        rtt, loop = round_trips(section, n), loop_overhead(section, iterations, tmp, target=[50.0] * 4)
+    return report(f"SLM + camera rig on slmsuite's SimulatedSLM + SimulatedCamera (64 x 64, no settle time), {n} "
+                  f"single-pattern queries", rtt, loop, json_path)

@@ -78,6 +78,41 @@ def test_saturation_is_an_error_that_says_to_lower_the_exposure_or_is_counted():
         assert box.saturation.saturated_frames == 3 and box.saturation.frames == 3
 
 
+class FlakyCamera:
+    """slmsuite's SimulatedCamera whose frame grabs time out now and then (every 4th grab)."""
+
+    grabs = 0
+
+    def __new__(cls, *args, **kwargs):
+        from slmsuite.hardware.cameras.simulated import SimulatedCamera
+
+        class Flaky(SimulatedCamera):
+            def get_image(self, *a, **k):
+                FlakyCamera.grabs += 1
+                if FlakyCamera.grabs % 4 == 0:
+                    raise TimeoutError("frame grab timed out")
+                return super().get_image(*a, **k)
+
+        return Flaky(*args, **kwargs)
+
+
+def test_frame_grab_faults_are_retried_and_every_answered_row_is_logged_once(tmp_path):
+    from hil.querylog import QueryLog, read_log
+
+    x = torch.rand(12, 1024, generator=torch.Generator().manual_seed(3)) * 2 * math.pi
+    with rig() as clean:
+        expected = clean.query(x)
+    flaky = rig(camera={**CAMERA, "class": "test_optical_rig.FlakyCamera"}, backoff_s=0.0)
+    with QueryLog.create(tmp_path / "rig.h5", input_dim=1024, output_shape=(16, 16), run_id="flaky") as log, flaky:
+        flaky.attach_log(log)
+        y = flaky.query(x)
+    assert flaky.faults.reconnects >= 3  # each timeout reopened both devices
+    np.testing.assert_array_equal(y.numpy(), expected.numpy())  # the same frames, none lost
+    data = read_log(tmp_path / "rig.h5")
+    assert len(data) == 12
+    np.testing.assert_array_equal(data.x, x.numpy())
+
+
 def test_misconfigured_rig_fails_with_what_to_fix():
     with pytest.raises(ConfigError, match=r"blackbox.slm: give \{class:"):
         parse_blackbox({"type": "slm_camera_rig", "camera": CAMERA, "roi": [0, 0, 4, 4]})
