@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from hil.drivers.rig import RowRig
+from hil.drivers.rig import RigOptions, RowRig
 
 from hil.blackbox import BlackBoxSpec
 from hil.config import require
@@ -72,7 +72,7 @@ class SLMCameraRig(RowRig):
     """``batch x n_phases`` phases -> ``batch x roi_h x roi_w`` counts (or ``batch x regions`` sums)."""
 
     @dataclass
-    class Config:
+    class Config(RigOptions):
         slm: dict = field(default_factory=dict)
         camera: dict = field(default_factory=dict)
         slm_shape: list[int] = field(default_factory=lambda: [64, 64])  # rows, cols: checked on connect
@@ -80,18 +80,14 @@ class SLMCameraRig(RowRig):
         phase_max: float = 2 * math.pi
         blocks: list[int] | None = None
         exposure_s: float | None = None
-        settle_s: float = 0.0
         frames: int = 1
         roi: list[int] | None = None
         regions: list[int] | None = None
         on_saturation: Literal["error", "count"] = "error"
         max_saturated_fraction: float = 0.01
-        retries: int = 2                  # a frame grab that fails or times out is retried...
-        backoff_s: float = 0.05
-        reconnect_timeout_s: float = 10.0  # ...after reopening both devices
-        out_of_bounds: Literal["reject", "clip"] = "clip"
 
         def __post_init__(self) -> None:
+            super().__post_init__()
             for key in ("slm", "camera"):
                 section = getattr(self, key)
                 require(isinstance(section, dict) and bool(section.get("class")),
@@ -101,7 +97,6 @@ class SLMCameraRig(RowRig):
             require(len(self.slm_shape) == 2 and min(self.slm_shape) >= 1, "blackbox.slm_shape must be [rows, cols]")
             require(self.phase_min < self.phase_max, "blackbox.phase_min must be below phase_max")
             require(self.frames >= 1, f"blackbox.frames must be >= 1, got {self.frames}")
-            require(self.settle_s >= 0, f"blackbox.settle_s must be >= 0, got {self.settle_s}")
             require(self.exposure_s is None or self.exposure_s > 0, "blackbox.exposure_s must be > 0")
             if self.blocks is not None:
                 require(len(self.blocks) == 2 and self.slm_shape[0] % self.blocks[0] == 0

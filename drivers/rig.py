@@ -15,16 +15,34 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
+from hil.config import require
 from hil.errors import DeviceError, PartialAnswerError
 
 
 class Retryable(Exception):
     """A reply that was late, garbled or 'busy': ask again."""
+
+
+@dataclass
+class RigOptions:
+    """Config keys every rig shares (a rig's ``Config`` derives from this and calls ``super().__post_init__()``)."""
+
+    retries: int = 3  # attempts per row after the first
+    backoff_s: float = 0.01  # first wait between attempts; doubles each time
+    reconnect_timeout_s: float = 5.0  # how long to keep reopening a port that went away
+    settle_s: float = 0.0
+    out_of_bounds: Literal["reject", "clip"] = "clip"
+
+    def __post_init__(self) -> None:
+        require(self.retries >= 0, f"blackbox.retries must be >= 0, got {self.retries}")
+        for key in ("backoff_s", "reconnect_timeout_s", "settle_s"):
+            require(getattr(self, key) >= 0, f"blackbox.{key} must be >= 0, got {getattr(self, key)}")
 
 
 @dataclass
@@ -38,8 +56,8 @@ class RigFaults:
 
 
 class RowRig(BlackBox):
-    """Base of the serial and VISA rigs: ``config`` has ``retries``, ``backoff_s``, ``reconnect_timeout_s``,
-    ``settle_s``; the spec's bounds are the declared limits."""
+    """Base of the serial, VISA and SLM + camera rigs: ``config`` is a :class:`RigOptions`; the spec's bounds
+    are the declared limits."""
 
     #: what to tell the user to check when a row cannot be answered
     what_to_check = "the cable and power, and that the device is on"

@@ -29,10 +29,9 @@ has been answered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from hil.drivers.rig import Retryable, RowRig
+from hil.drivers.rig import Retryable, RigOptions, RowRig
 
 from hil.blackbox import BlackBoxSpec
 from hil.config import require
@@ -45,7 +44,7 @@ class SerialBoard(RowRig):
     """``batch x n_dac`` DAC voltages -> ``batch x n_adc`` ADC voltages of the board's physical system."""
 
     @dataclass
-    class Config:
+    class Config(RigOptions):
         port: str = ""
         baudrate: int = 115200
         n_dac: int = 4
@@ -53,19 +52,14 @@ class SerialBoard(RowRig):
         dac_min_v: float = 0.0
         dac_max_v: float = 3.3
         timeout_s: float = 0.2
-        retries: int = 3
-        backoff_s: float = 0.01
-        reconnect_timeout_s: float = 5.0
-        settle_s: float = 0.0
-        out_of_bounds: Literal["reject", "clip"] = "clip"
 
         def __post_init__(self) -> None:
+            super().__post_init__()
             require(bool(self.port), "blackbox.port: give the serial port, e.g. /dev/ttyACM0 or /dev/serial/by-id/...")
             require(self.n_dac >= 1 and self.n_adc >= 1, "blackbox.n_dac and n_adc must be >= 1")
             require(self.dac_min_v < self.dac_max_v,
                     f"blackbox.dac_min_v ({self.dac_min_v}) must be below dac_max_v ({self.dac_max_v})")
             require(self.timeout_s > 0, f"blackbox.timeout_s must be > 0, got {self.timeout_s}")
-            require(self.retries >= 0, f"blackbox.retries must be >= 0, got {self.retries}")
 
     def __init__(self, config: Config) -> None:
         c = self.config = config

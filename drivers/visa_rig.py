@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
 
 import torch
-from hil.drivers.rig import Retryable, RowRig
+from hil.drivers.rig import Retryable, RigOptions, RowRig
 
 from hil.blackbox import BlackBoxSpec
 from hil.config import require
@@ -43,7 +42,7 @@ class VisaRig(RowRig):
     """``batch x n_inputs`` volts -> ``batch x n_outputs`` volts read back by the instrument."""
 
     @dataclass
-    class Config:
+    class Config(RigOptions):
         resource: str = ""
         visa_library: str = "@py"
         n_inputs: int = 4
@@ -55,20 +54,16 @@ class VisaRig(RowRig):
         check_errors: bool = False
         identify_prefix: str = ""
         timeout_s: float = 1.0
-        retries: int = 3
-        backoff_s: float = 0.01
-        reconnect_timeout_s: float = 5.0
-        settle_s: float = 0.0
-        out_of_bounds: Literal["reject", "clip"] = "clip"
 
         def __post_init__(self) -> None:
+            super().__post_init__()
             require(bool(self.resource), "blackbox.resource: give the VISA resource, e.g. "
                                          "TCPIP::192.0.2.10::5025::SOCKET or USB0::...::INSTR")
             require(self.n_inputs >= 1 and self.n_outputs >= 1, "blackbox.n_inputs and n_outputs must be >= 1")
             require(self.v_min < self.v_max, f"blackbox.v_min ({self.v_min}) must be below v_max ({self.v_max})")
             require("{values}" in self.set_command or "{channel}" in self.set_command,
                     "blackbox.set_command must contain {values} or {channel} (and {value})")
-            require(self.timeout_s > 0 and self.retries >= 0, "blackbox.timeout_s must be > 0, retries >= 0")
+            require(self.timeout_s > 0, f"blackbox.timeout_s must be > 0, got {self.timeout_s}")
 
     def __init__(self, config: Config) -> None:
         c = self.config = config
