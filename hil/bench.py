@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from hil.blackbox import Delayed
+from hil.errors import ConfigError
 from hil.optimize import Trace, make_optimizer
 from hil.report import plot_objective_vs_queries
 from hil.run import load_run_config
@@ -192,7 +193,54 @@ class BenchTask:
     extras: Any  # (task, quick) -> (printed lines, JSON entries): overhead, duty cycle, throughput
 
 
-def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: bool = True) -> int:
+#: sections a ``--set SECTION.KEY=VALUE`` override may name; ``surrogate`` applies to every surrogate method
+OVERRIDE_SECTIONS = ("blackbox", "objective", "optimizer", "surrogate")
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["optimizer.adam_beta1=0.5", "surrogate.k=5"]`` -> ``{"optimizer": {"adam_beta1": 0.5}, ...}``
+    (values are read as YAML, so ``[1, 2]``, ``true`` and ``1e-3`` work)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not eq or not dot or not name:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. optimizer.adam_beta1=0.5")
+        if section not in OVERRIDE_SECTIONS:
+            raise ConfigError(f"--set {item!r}: unknown section {section!r}; allowed: {', '.join(OVERRIDE_SECTIONS)}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {exc}") from exc
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def apply_overrides(task: dict[str, Any], methods: Methods,
+                    overrides: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], Methods]:
+    """The task and methods with ``overrides`` applied, every method's config validated before anything runs."""
+    task = copy.deepcopy(task)
+    for section in ("blackbox", "objective", "optimizer"):
+        task[section] = {**task[section], **overrides.get(section, {})}
+    surrogate = overrides.get("surrogate", {})
+    changed: Methods = {}
+    for name, (estimator, m, *rest) in methods.items():
+        if estimator.get("type") == "surrogate":
+            estimator = {**estimator, **surrogate}
+        changed[name] = (estimator, m, *rest)
+        cfg_dict = {**task, "estimator": estimator,
+                    "optimizer": {**task["optimizer"], "local_samples": m, **(rest[0] if rest else {})}}
+        try:
+            load_run_config(cfg_dict)
+        except ConfigError as exc:
+            raise ConfigError(f"method {name!r} with the --set overrides: {exc}") from None
+    return task, changed
+
+
+def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: bool = True,
+               overrides: dict[str, dict[str, Any]] | None = None) -> int:
     if task_name not in BENCH_TASKS:
         raise ValueError(f"unknown benchmark task {task_name!r}; allowed: {', '.join(BENCH_TASKS)}")
     bt = BENCH_TASKS[task_name]()
@@ -202,12 +250,16 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
         task["optimizer"]["iterations"] = bt.quick_iterations
         checkpoints = bt.quick_checkpoints
         methods = {k: v for k, v in bt.methods.items() if k in bt.quick_methods}
+    overrides = overrides or {}
+    task, methods = apply_overrides(task, methods, overrides)
     t0 = time.perf_counter()
     summary, timing, results = run_task_benchmark(task, methods, checkpoints=checkpoints, base=bt.base,
                                                   progress=progress)
     comparisons = compare(results, bt.comparisons, checkpoints[-1])
     mode = "quick" if quick else "full"
     print(f"{bt.title} benchmark ({mode}): {json.dumps(task['blackbox'])}")
+    if overrides:
+        print(f"overrides (--set): {json.dumps(overrides)}")
     print(f"objective: {json.dumps(task['objective'])}; {task['optimizer']['n_starts']} starts; best objective "
           f"so far per start ({'lower' if summary['sense'] == 'min' else 'higher'} is better); "
           f"base = {bt.base} at {checkpoints[-1]} iterations")
@@ -229,6 +281,7 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
     print(f"total benchmark time: {time.perf_counter() - t0:.0f} s")
     summary["timing"] = {"methods": timing, **extra}
     summary["comparisons"] = comparisons
+    summary["overrides"] = overrides
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(summary, indent=2))

@@ -89,10 +89,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from hil.errors import ConfigError
     from hil.registry import BENCHMARKS
 
+    if args.set and args.task not in bench.BENCH_TASKS:
+        raise ConfigError(f"--set applies to the estimator benchmarks ({', '.join(bench.BENCH_TASKS)}), "
+                          f"not to {args.task!r}")
     if args.task == "log":
         return bench.bench_log(rows=args.rows, quick=args.quick)
     if args.task in bench.BENCH_TASKS:
-        return bench.bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress)
+        return bench.bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress,
+                                overrides=bench.parse_overrides(args.set))
     if args.task in BENCHMARKS.names():
         return BENCHMARKS.get(args.task)(args.json, args.quick)
     allowed = ", ".join([*bench.BENCH_TASKS, "log", *BENCHMARKS.names()])
@@ -134,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON")
     p.add_argument("--quick", action="store_true", help="a smaller version (under 2 minutes)")
     p.add_argument("--rows", type=int, default=20000, help="log benchmark: rows to append")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="change the problem for every method (repeatable): blackbox.*, objective.*, optimizer.*, "
+                        "or surrogate.* for every surrogate method, e.g. --set optimizer.adam_beta1=0.5")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_bench)
     return parser

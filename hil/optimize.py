@@ -13,9 +13,10 @@ Online (:func:`optimize_online`), per iteration ``t`` for a population of ``P`` 
    less than ``tol`` over ``patience`` iterations.
 
 Adam works in unit-box coordinates (``lr`` and ``sigma`` are fractions of each
-input's range). Offline (:func:`optimize_offline`): fit the surrogate once on a
-dataset (Latin hypercube samples or a log), then optimise with BlackBox forward
-and frozen-surrogate backward.
+input's range; ``adam_beta1`` and ``adam_beta2`` are its moment decay rates).
+Offline (:func:`optimize_offline`): fit the surrogate once on a dataset (Latin
+hypercube samples or a log), then optimise with BlackBox forward and
+frozen-surrogate backward.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ class OptimizerConfig:
     n_starts: int = 16
     iterations: int = 200
     lr: float = 0.02
+    #: Adam's moment decay rates for the step on x. Momentum (beta1) keeps successive steps parallel, so a
+    #: surrogate trained on the path sees its Jacobian along few directions (README, CNON benchmark)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
     local_samples: int = 0
     sigma: float = 0.05
     max_queries: int | None = None
@@ -60,6 +65,8 @@ class OptimizerConfig:
         require(self.n_starts >= 1, f"optimizer.n_starts must be >= 1, got {self.n_starts}")
         require(self.iterations >= 1, f"optimizer.iterations must be >= 1, got {self.iterations}")
         require(self.lr > 0, f"optimizer.lr must be > 0, got {self.lr}")
+        require(0 <= self.adam_beta1 < 1, f"optimizer.adam_beta1 must be in [0, 1), got {self.adam_beta1}")
+        require(0 <= self.adam_beta2 < 1, f"optimizer.adam_beta2 must be in [0, 1), got {self.adam_beta2}")
         require(self.local_samples >= 0, f"optimizer.local_samples must be >= 0, got {self.local_samples}")
         require(self.sigma > 0, f"optimizer.sigma must be > 0, got {self.sigma}")
         require(self.max_queries is None or self.max_queries >= 1, "optimizer.max_queries must be >= 1 or null")
@@ -136,7 +143,7 @@ class OnlineOptimizer:
         p, d = config.n_starts, spec.input_dim
         u0 = latin_hypercube(p, d, self.gen) if config.init == "lhs" else torch.rand(p, d, generator=self.gen)
         self.u = u0.clone().requires_grad_(True)
-        self.adam = torch.optim.Adam([self.u], lr=config.lr)
+        self.adam = torch.optim.Adam([self.u], lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))
         self.trace = Trace(sense=objective.sense)
         self.start_ids = torch.arange(p)
         self._t0_wall = 0.0
@@ -226,8 +233,18 @@ class OnlineOptimizer:
         y_leaf = y_sel.clone().requires_grad_(True)
         loss = self.objective.loss(y_leaf).sum()
         (grad_y,) = torch.autograd.grad(loss, y_leaf)
+        # a start with no valid measurement this iteration (e.g. every design invalid) has no gradient: it stays
+        measured = torch.isfinite(obj_sel).reshape(-1, *([1] * (grad_y.ndim - 1)))
+        grad_y = torch.where(measured, torch.nan_to_num(grad_y, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
         grad_x = self.estimator.vjp(x_sel, y_sel, grad_y, iteration=t, start=self.start_ids)
         self._record(obj_sel, x_sel, y_sel)  # after the VJP, so this iteration's probes are counted
+        bad = ~torch.isfinite(grad_x).all(dim=1)
+        if bool(bad.any()):
+            raise EstimatorError(
+                f"iteration {t}: the gradient estimator {type(self.estimator).__name__} returned a non-finite "
+                f"gradient for starting point(s) {bad.nonzero().flatten().tolist()}; no step was taken and every "
+                f"answered query is logged. A surrogate that diverged trains with a lower estimator.lr"
+            )
         with torch.no_grad():
             self.u.copy_((x_sel - self.lower) / self.span)
         self.adam.zero_grad(set_to_none=True)

@@ -2,7 +2,13 @@
 
 * ``mse`` / ``mae``: fit values, ``1/N sum_i |f(x_i) - y_i|`` (the base models).
 * ``gradpie``: fit local differences, ``1/(N k) sum_i sum_{j in N_k(i)}
-  |(f(x_i) - f(x_j)) - (y_i - y_j)|`` (paper 000, eq. 10). Each minibatch
+  |(f(x_i) - f(x_j)) - (y_i - y_j)|`` (paper 000, eq. 10). With
+  ``pair_weight: inverse_distance`` each pair's term is divided by
+  ``max(|x_i - x_j|, d_min)`` (weights normalised to mean 1 over a minibatch's
+  pairs; ``d_min`` a tenth of their median distance): every pair then counts
+  as one directional-derivative error whatever its length, and the short pairs,
+  for which the gradient theorem's first-order step (eq. 8) is most accurate,
+  are not outweighed by long ones. Each minibatch
   step uses ``pairs_per_anchor`` of the ``k`` pairs of each anchor, drawn at
   random (an unbiased estimate of eq. 10 at ``(1 + pairs_per_anchor) / (1 + k)``
   of the cost; ``pairs_per_anchor = k`` uses them all). By the gradient
@@ -28,6 +34,13 @@ from hil.config import require
 from hil.knn import KNNPairs
 
 LossName = Literal["mse", "mae", "gradpie"]
+
+
+def _inverse_distance_weights(dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``b x k`` weights ``1 / max(d, median / 10)`` over the valid pairs, scaled to mean 1 (0 elsewhere)."""
+    floor = dist[valid].median() / 10
+    w = torch.where(valid, 1 / torch.maximum(dist, floor).clamp_min(1e-12), torch.zeros_like(dist))
+    return w * (valid.sum() / w.sum())
 
 
 class MLP(nn.Module):
@@ -62,6 +75,7 @@ class SurrogateConfig:
     weight_decay: float = 0.0
     value_weight: float = 0.0
     pairs_per_anchor: int = 1
+    pair_weight: Literal["uniform", "inverse_distance"] = "uniform"
     input_features: Literal["raw", "phase"] = "raw"
     # shared: one scale for all outputs (pixels of an image keep their relative weight);
     # per_output: each output standardised alone (figures in different units, e.g. dB, Hz, degrees)
@@ -152,10 +166,10 @@ class Surrogate:
         if cfg.loss in ("mse", "mae"):
             err = self._net(self.x[idx]) - self.y[idx]
             return err.pow(2).mean() if cfg.loss == "mse" else err.abs().mean()
-        nbr = self.knn.neighbours[idx]  # b x k
+        nbr, dist = self.knn.neighbours[idx], self.knn.distances[idx]  # b x k
         if cfg.pairs_per_anchor < cfg.k:  # an unbiased subsample of the k pairs: (1 + pairs) forward rows per anchor
             pick = torch.rand(nbr.shape, generator=self._gen).argsort(dim=1)[:, : cfg.pairs_per_anchor]
-            nbr = torch.gather(nbr, 1, pick)
+            nbr, dist = torch.gather(nbr, 1, pick), torch.gather(dist, 1, pick)
         valid = nbr >= 0
         nbr = torch.where(valid, nbr, idx.unsqueeze(1))  # self pairs contribute zero
         b, k = nbr.shape
@@ -163,6 +177,8 @@ class Surrogate:
         f_i, f_j = pred[:b].unsqueeze(1), pred[b:].reshape(b, k, -1)
         y_i, y_j = self.y[idx].unsqueeze(1), self.y[nbr]
         diff = ((f_i - f_j) - (y_i - y_j)).abs().mean(dim=2)  # b x k
+        if cfg.pair_weight == "inverse_distance" and bool(valid.any()):
+            diff = diff * _inverse_distance_weights(dist, valid)
         loss = (diff * valid).sum() / valid.sum().clamp_min(1)
         if cfg.value_weight > 0:
             loss = loss + cfg.value_weight * (pred[:b] - self.y[idx]).abs().mean()

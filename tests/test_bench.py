@@ -75,3 +75,42 @@ def test_queries_to_reach_on_a_constructed_trace():
 def test_cli_bench_rejects_unknown_task():
     proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "opamp_unknown"], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown benchmark 'opamp_unknown'; allowed: cnon, owms, opamp, log" in proc.stderr
+
+
+def test_overrides_parse_as_yaml_and_name_what_is_wrong():
+    from hil.bench import parse_overrides
+    from hil.errors import ConfigError
+
+    got = parse_overrides(["optimizer.adam_beta1=0.5", "surrogate.hidden=[8, 8]", "blackbox.dim=4",
+                           "surrogate.lr=0.001"])
+    assert got == {"optimizer": {"adam_beta1": 0.5}, "surrogate": {"hidden": [8, 8], "lr": 1e-3},
+                   "blackbox": {"dim": 4}}
+    for bad, says in [("optimizer.lr", "expected SECTION.KEY=VALUE"), ("lr=0.1", "expected SECTION.KEY=VALUE"),
+                      ("estimator.k=3", "unknown section 'estimator'"), ("optimizer.lr=[1", "not valid YAML")]:
+        with pytest.raises(ConfigError, match=says):
+            parse_overrides([bad])
+
+
+def test_overrides_apply_to_every_method_and_are_validated_before_anything_runs():
+    from hil.bench import apply_overrides
+    from hil.errors import ConfigError
+
+    task, methods = apply_overrides(TINY, METHODS, {"optimizer": {"adam_beta1": 0.5}, "surrogate": {"k": 2}})
+    assert task["optimizer"]["adam_beta1"] == 0.5 and TINY["optimizer"].get("adam_beta1") is None  # a copy
+    assert methods["mse"][0]["k"] == 2 and methods["gradpie_m1"][0]["k"] == 2
+    assert "k" not in methods["exact"][0]  # surrogate.* leaves other estimators alone
+    assert methods["gradpie_m1"][1] == 1  # M kept
+    with pytest.raises(ConfigError, match="method 'exact'.*optimizer: unknown key 'adam_beta'"):
+        apply_overrides(TINY, METHODS, {"optimizer": {"adam_beta": 0.5}})
+    with pytest.raises(ConfigError, match="method 'mse'.*estimator.k must be >= 1"):
+        apply_overrides(TINY, METHODS, {"surrogate": {"k": 0}})
+
+
+def test_cli_bench_bad_override_fails_before_running():
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "cnon", "--set", "optimizer.adam_beta1=1.5"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "optimizer.adam_beta1 must be in [0, 1), got 1.5" in proc.stderr
+    assert "bench" not in proc.stdout  # no table: nothing ran
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "log", "--set", "optimizer.lr=0.1"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--set applies to the estimator benchmarks" in proc.stderr

@@ -143,3 +143,26 @@ def test_gradpie_gradients_beat_mae_on_locally_clustered_data():
     err_gradpie = _relative_jacobian_error("gradpie", twin, x, y, centres, jac_true)
     print(f"relative Jacobian error at held-out centres: MAE {err_mae:.3f}, GradPIE {err_gradpie:.3f}")
     assert err_gradpie < 0.5 * err_mae
+
+
+def test_inverse_distance_pair_weights_follow_their_formula():
+    """Eq. 10 with each pair's term over max(d_ij, median/10), the weights scaled to mean 1 over the batch."""
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.4], [0.0, 0.0]])  # rows 0 and 3 coincide
+    y = torch.tensor([[0.0], [1.0], [3.0], [0.5]])
+    cfg = dict(loss="gradpie", k=2, pairs_per_anchor=2, hidden=[4], seed=0)
+    lo, hi = -torch.ones(2), torch.ones(2)
+    uniform = Surrogate(SurrogateConfig(**cfg), lo, hi, (1,))
+    weighted = Surrogate(SurrogateConfig(**cfg, pair_weight="inverse_distance"), lo, hi, (1,))
+    weighted.model.load_state_dict(uniform.model.state_dict())
+    for s in (uniform, weighted):
+        s.add(x, y)
+    idx = torch.arange(4)
+    nbr, dist = weighted.knn.neighbours, weighted.knn.distances
+    with torch.no_grad():
+        f = weighted._net(weighted.x)
+        terms = ((f[idx, None] - f[nbr]) - (weighted.y[idx, None] - weighted.y[nbr])).abs().mean(dim=2)  # 4 x 2
+        w = 1 / torch.maximum(dist, dist.median() / 10)
+        w = w * (w.numel() / w.sum())
+        assert float(w.max() / w.min()) > 5  # the coincident pair is capped at median / 10, not infinite
+        torch.testing.assert_close(weighted._batch_loss(idx), (terms * w).mean())
+        torch.testing.assert_close(uniform._batch_loss(idx), terms.mean())

@@ -7,9 +7,10 @@ import pytest
 import torch
 from conftest import small_run_config
 
+from hil.blackbox import BlackBox, BlackBoxSpec
 from hil.config import parse_typed
 from hil.errors import ConfigError
-from hil.estimators import SurrogateEstimator
+from hil.estimators import GradientEstimator, SurrogateEstimator
 from hil.optimize import (
     OnlineOptimizer,
     OptimizerConfig,
@@ -363,3 +364,83 @@ def test_offline_log_dataset_needs_a_path(tmp_path):
     data = small_run_config(tmp_path, mode="offline", dataset="log")
     with pytest.raises(ConfigError, match="optimizer.dataset_log"):
         load_run_config(data)
+
+
+def test_adam_betas_reach_the_step_on_x():
+    bb = _twin()
+    opt = OnlineOptimizer(bb, _objective(bb), _estimator({"type": "exact"}),
+                          OptimizerConfig(n_starts=2, iterations=2, adam_beta1=0.0, adam_beta2=0.9))
+    assert opt.adam.param_groups[0]["betas"] == (0.0, 0.9)
+    # Adam's bias-corrected first step is lr * sign(g) whatever the betas; momentum shows from the second on
+    xs = {}
+    for beta1 in (0.0, 0.9):
+        trace, _, _ = _run(n_starts=2, iterations=4, lr=0.05, adam_beta1=beta1)
+        xs[beta1] = np.stack([o for o in trace.objective])
+    np.testing.assert_allclose(xs[0.0][:2], xs[0.9][:2], rtol=1e-5)
+    assert np.abs(xs[0.0][2:] - xs[0.9][2:]).max() > 1e-4
+
+
+@pytest.mark.parametrize("key, value", [("adam_beta1", 1.0), ("adam_beta1", -0.1), ("adam_beta2", 1.0)])
+def test_adam_betas_out_of_range_fail_on_load(tmp_path, key, value):
+    data = small_run_config(tmp_path)
+    data["optimizer"][key] = value
+    with pytest.raises(ConfigError, match=rf"optimizer.{key} must be in \[0, 1\), got {value}"):
+        load_run_config(data)
+
+
+class _HalfInvalidBox(BlackBox):
+    """``batch x 2`` in [0, 1] -> ``batch x 2``; a row whose first input is below 0.5 is invalid (NaN), as an
+    NGspice design that never converges."""
+
+    def __init__(self) -> None:
+        super().__init__(BlackBoxSpec("half_invalid", 2, torch.zeros(2), torch.ones(2), (2,)))
+        self.received: list[torch.Tensor] = []
+
+    def _query(self, x):
+        self.received.append(x.clone())
+        y = x * 2
+        y[x[:, 0] < 0.5] = float("nan")
+        return y
+
+
+def test_a_start_without_a_valid_measurement_stays_put_and_the_rest_go_on():
+    from hil.objectives import TargetDistance
+
+    box = _HalfInvalidBox()
+    objective = TargetDistance(torch.tensor([2.0, 2.0]))
+    with box:
+        opt = OnlineOptimizer(box, objective, _estimator({"type": "surrogate", "loss": "mse", "hidden": [8]}),
+                              OptimizerConfig(n_starts=6, iterations=5, lr=0.05, seed=3))
+        u0 = opt.u.detach().clone()
+        trace = opt.run()
+    invalid = u0[:, 0] < 0.5
+    assert bool(invalid.any()) and bool((~invalid).any())  # seed 3 gives both kinds of start
+    assert trace.iterations == 5
+    assert all(torch.isfinite(x).all() for x in box.received)  # nothing non-finite reached the box
+    torch.testing.assert_close(opt.u.detach()[invalid], u0[invalid])  # no gradient, no step
+    assert bool((opt.u.detach()[~invalid] != u0[~invalid]).any(dim=1).all())
+
+
+class _NaNEstimator(GradientEstimator):
+    def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
+        g = torch.zeros_like(x)
+        if iteration >= 2:
+            g[1, 0] = float("nan")
+        return g
+
+
+def test_a_non_finite_gradient_stops_the_loop_before_it_reaches_the_blackbox():
+    from conftest import CountingBox
+
+    from hil.errors import EstimatorError
+    from hil.objectives import TargetDistance
+
+    box = CountingBox()
+    with box:
+        opt = OnlineOptimizer(box, TargetDistance(torch.zeros(2)), _NaNEstimator(),
+                              OptimizerConfig(n_starts=3, iterations=10))
+        with pytest.raises(EstimatorError, match=r"iteration 2: .*_NaNEstimator returned a non-finite gradient "
+                                                 r"for starting point\(s\) \[1\].*lower estimator.lr"):
+            opt.run()
+    assert len(box.received) == 3  # iterations 0, 1, 2 were measured; no query after the bad gradient
+    assert opt.trace.iterations == 3  # and iteration 2's measurement is in the trace
