@@ -71,12 +71,19 @@ class MethodResult:
         return np.asarray(self.trace.queries, dtype=np.float64) / self.n_starts
 
 
-def _run_method(task: dict[str, Any], estimator: dict[str, Any], local_samples: int,
-                delay_s_per_query: float = 0.0, optimizer: dict[str, Any] | None = None) -> MethodResult:
+def method_config(task: dict[str, Any], estimator: dict[str, Any], local_samples: int,
+                  optimizer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run config of one benchmark method: ``task`` with its estimator, M local samples and the
+    method's own optimizer overrides (e.g. ``{"mode": "random"}``)."""
     cfg_dict = copy.deepcopy(task)
     cfg_dict["estimator"] = estimator
     cfg_dict["optimizer"] = {**cfg_dict["optimizer"], "local_samples": local_samples, **(optimizer or {})}
-    cfg = load_run_config(cfg_dict)
+    return cfg_dict
+
+
+def _run_method(task: dict[str, Any], estimator: dict[str, Any], local_samples: int,
+                delay_s_per_query: float = 0.0, optimizer: dict[str, Any] | None = None) -> MethodResult:
+    cfg = load_run_config(method_config(task, estimator, local_samples, optimizer))
     bb = cfg.blackbox.build()
     if delay_s_per_query > 0:
         bb = Delayed(bb, delay_s_per_query)
@@ -230,10 +237,8 @@ def apply_overrides(task: dict[str, Any], methods: Methods,
         if estimator.get("type") == "surrogate":
             estimator = {**estimator, **surrogate}
         changed[name] = (estimator, m, *rest)
-        cfg_dict = {**task, "estimator": estimator,
-                    "optimizer": {**task["optimizer"], "local_samples": m, **(rest[0] if rest else {})}}
         try:
-            load_run_config(cfg_dict)
+            load_run_config(method_config(task, estimator, m, rest[0] if rest else None))
         except ConfigError as exc:
             raise ConfigError(f"method {name!r} with the --set overrides: {exc}") from None
     return task, changed
