@@ -124,6 +124,7 @@ class SLMCameraRig(RowRig):
                                       upper=torch.full((n_in,), c.phase_max), output_shape=out, stochastic=True,
                                       out_of_bounds=c.out_of_bounds))
         self.slm_shape = tuple(c.slm_shape)
+        self.input_image_shape = tuple(c.blocks) if c.blocks else self.slm_shape  # the input as an image (reports)
         self.slm = self.camera = None
         self.saturation = SaturationStats()
         self.full_scale = 0.0

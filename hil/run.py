@@ -120,7 +120,8 @@ def _queries_per_start(trace: Trace, n_starts: int) -> np.ndarray:
 
 def report_images(blackbox: BlackBox, objective: Any, trace: Trace) -> dict[str, np.ndarray]:
     """Image panels for the report, when the pieces are images: the best start's input (reshaped to the
-    twin's ``slm_shape``), its measured output (if 2-D) and the objective's ``target`` (if 2-D)."""
+    box's ``input_image_shape``, e.g. an SLM's pixels or its macro-pixels), its measured output (if 2-D)
+    and the objective's ``target`` (if 2-D)."""
     images: dict[str, np.ndarray] = {}
     if trace.x_best is None or not trace.best:
         return images
@@ -128,7 +129,7 @@ def report_images(blackbox: BlackBox, objective: Any, trace: Trace) -> dict[str,
     score = final if objective.sense == "min" else -final
     i = int(np.nanargmin(score))
     label = f"start {i}, objective {final[i]:.4g}"
-    shape = find_attribute(blackbox, "slm_shape")
+    shape = find_attribute(blackbox, "input_image_shape")
     if shape is not None and int(np.prod(shape)) == blackbox.spec.input_dim:
         images[f"best SLM phase (rad)\n{label}"] = trace.x_best[i].reshape(*shape).numpy()
     if trace.y_best is not None and len(blackbox.spec.output_shape) == 2:

@@ -322,6 +322,7 @@ class SLMMacropixels(_Wrapper):
             raise ConfigError(f"slm_macropixels.blocks {blocks} must divide the SLM's {list(shape)} pixels evenly "
                               f"and be the outermost input-side wrapper")
         self.blocks, self.block_px = (rows, cols), (shape[0] // rows, shape[1] // cols)
+        self.input_image_shape = self.blocks  # the input seen as an image (reports): one value per macro-pixel
         lo, hi = float(inner.spec.lower.min()), float(inner.spec.upper.max())
         super().__init__(inner)
         self.spec = replace(inner.spec, input_dim=rows * cols, lower=torch.full((rows * cols,), lo),

@@ -106,6 +106,7 @@ class OWMSTwin(BlackBox):
         self.config = cfg
         rows, cols = cfg.slm_shape
         self.slm_shape = (rows, cols)
+        self.input_image_shape = self.slm_shape  # the input seen as an image (reports)
         self.camera_shape = tuple(cfg.camera_shape)
         super().__init__(
             BlackBoxSpec(

@@ -152,3 +152,29 @@ def test_exact_estimator_with_a_model_twin_backs_a_mismatched_bench():
     with pytest.raises(CE, match=r"estimator.model.type: unknown blackbox type 'owms'"):
         load_run_config({"blackbox": bench, "objective": {"type": "two_spots"},
                          "estimator": {"type": "exact", "model": {"type": "owms"}}})
+
+
+def test_report_shows_the_phase_of_macropixels_as_an_image(tmp_path):
+    """A macro-pixel SLM's input (one phase per block) is drawn as a blocks-shaped image, not dropped."""
+    import numpy as np
+
+    from hil.optimize import Trace
+    from hil.run import report_images
+
+    cfg = load_run_config({
+        "blackbox": {"type": "owms_twin", "wrappers": [{"type": "slm_macropixels", "blocks": [6, 10]}]},
+        "objective": {"type": "two_spots"},
+        "estimator": {"type": "exact"},
+    })
+    box = cfg.blackbox.build()
+    objective = cfg.objective.build(output_shape=box.spec.output_shape)
+    x = torch.rand(2, 60) * 2 * math.pi
+    with box:
+        y = box.query(x)
+    trace = Trace(sense="min", best=[np.array([0.5, 0.2])], x_best=x, y_best=y)
+    images = report_images(box, objective, trace)
+    phase = [name for name in images if name.startswith("best SLM phase")]
+    assert len(phase) == 1 and "start 1" in phase[0]  # the better start
+    assert images[phase[0]].shape == (6, 10)
+    np.testing.assert_array_equal(images[phase[0]], x[1].reshape(6, 10).numpy())
+    assert images["its camera image"].shape == (32, 32) and images["target"].shape == (32, 32)
