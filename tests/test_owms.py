@@ -126,6 +126,7 @@ def test_main_job_config_runs_on_the_noisy_bench_and_reports_images(tmp_path):
     result = execute(config)
     with h5py.File(result.log_path, "r") as f:
         assert f["y"].shape[1:] == (32, 32)
+        assert f["x"].shape[1] == 144  # 12 x 12 macro-pixels
         frames = f["y"][:]
     assert frames.max() <= 4095 and (frames == frames.round()).all()  # 12-bit camera counts
     png = matplotlib.image.imread(result.report_path)
