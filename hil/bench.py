@@ -292,9 +292,19 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
         Path(json_path).write_text(json.dumps(summary, indent=2))
         curves = {name: (res.queries_per_start(), res.trace.best_array()) for name, res in results.items()}
         png = plot_objective_vs_queries(Path(json_path).with_suffix(".png"), curves, sense=summary["sense"],
-                                        title=f"{bt.title} benchmark ({mode})")
+                                        title=f"{bt.title} benchmark ({mode})",
+                                        **_reference_marks(comparisons, bt.base, checkpoints[-1]))
         print(f"wrote {json_path} and {png}")
     return 0
+
+
+def _reference_marks(comparisons: list[dict[str, Any]], base: str, final: int) -> dict[str, Any]:
+    """The plot's dashed line at the base's final mean and, per method compared with it, where it gets there."""
+    against = [c for c in comparisons if c["base"] == base]
+    if not against:
+        return {}
+    crossings = {c["method"]: (c["queries"], f"{c['ratio']:.2f}x") for c in against if c["queries"] is not None}
+    return {"reference": (against[0]["level"], f"{base} at {final} iterations"), "crossings": crossings}
 
 
 def _cnon_extras(task: dict[str, Any], quick: bool) -> tuple[list[str], dict[str, Any]]:

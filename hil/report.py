@@ -8,15 +8,29 @@ import numpy as np
 
 
 def plot_objective_vs_queries(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], *,
-                              sense: str, title: str, ylabel: str = "objective") -> Path:
-    """Write a PNG. ``curves``: name -> (queries per start ``T``, best objective ``T x n_starts``)."""
+                              sense: str, title: str, ylabel: str = "objective",
+                              reference: tuple[float, str] | None = None,
+                              crossings: dict[str, tuple[float, str]] | None = None) -> Path:
+    """Write a PNG. ``curves``: name -> (queries per start ``T``, best objective ``T x n_starts``).
+
+    ``reference``: (level, label), a dashed horizontal line (e.g. the base method's final mean);
+    ``crossings``: curve name -> (queries per start, text), a marker where that curve reaches the level.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    _draw_curves(ax, curves, sense, title, ylabel)
+    colours = _draw_curves(ax, curves, sense, title, ylabel)
+    if reference is not None:
+        level, label = reference
+        ax.axhline(level, color="0.3", linestyle="--", linewidth=1)
+        ax.annotate(label, (0, level), xytext=(4, 3), textcoords="offset points", fontsize=8, color="0.3")
+        for name, (queries, text) in (crossings or {}).items():
+            ax.plot([queries], [level], marker="o", color=colours.get(name, "k"), markeredgecolor="k")
+            ax.annotate(text, (queries, level), xytext=(3, -12), textcoords="offset points", fontsize=8,
+                        color=colours.get(name, "k"))
     return _save(fig, path)
 
 
@@ -47,7 +61,10 @@ def plot_run_report(path: str | Path, curves: dict[str, tuple[np.ndarray, np.nda
     return _save(fig, path)
 
 
-def _draw_curves(ax, curves: dict[str, tuple[np.ndarray, np.ndarray]], sense: str, title: str, ylabel: str) -> None:
+def _draw_curves(ax, curves: dict[str, tuple[np.ndarray, np.ndarray]], sense: str, title: str,
+                 ylabel: str) -> dict[str, str]:
+    """Mean curves with 25-75 % bands; returns each drawn curve's colour."""
+    colours: dict[str, str] = {}
     for name, (queries, best) in curves.items():
         if best.size == 0:
             continue
@@ -55,11 +72,13 @@ def _draw_curves(ax, curves: dict[str, tuple[np.ndarray, np.ndarray]], sense: st
         q25, q75 = np.nanpercentile(best, [25, 75], axis=1)
         (line,) = ax.plot(queries, mean, label=f"{name} (mean)")
         ax.fill_between(queries, q25, q75, color=line.get_color(), alpha=0.2, linewidth=0)
+        colours[name] = line.get_color()
     ax.set_xlabel("BlackBox queries per starting point")
     ax.set_ylabel(f"best {ylabel} so far ({'lower' if sense == 'min' else 'higher'} is better)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(title="band: 25-75 % of starts")
+    return colours
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from hil.bench import CNON_TASK, compare, queries_to_reach, run_task_benchmark
+from hil.bench import CNON_TASK, _reference_marks, compare, queries_to_reach, run_task_benchmark
 
 TINY = copy.deepcopy(CNON_TASK)
 TINY["blackbox"].update(dim=4, steps=8)
@@ -58,6 +58,19 @@ def test_queries_to_base_is_where_the_mean_first_reaches_the_base(tiny):
     assert exact["level"] == pytest.approx(base_final)
     if exact["queries"] is not None:
         assert exact["ratio"] == pytest.approx(exact["queries"] / 12)
+
+
+def test_plot_marks_the_base_level_and_where_each_method_reaches_it():
+    comparisons = [
+        {"method": "gradpie", "base": "mse", "level": 0.34, "base_queries": 200, "queries": 132, "ratio": 0.66},
+        {"method": "mae", "base": "mse", "level": 0.34, "base_queries": 200, "queries": None, "ratio": None},
+        {"method": "gradpie_m1", "base": "mse_m1", "level": 0.04, "base_queries": 400, "queries": 204,
+         "ratio": 0.51},
+    ]
+    marks = _reference_marks(comparisons, "mse", 200)
+    assert marks["reference"] == (0.34, "mse at 200 iterations")
+    assert marks["crossings"] == {"gradpie": (132, "0.66x")}  # never reached: no marker; other bases: not here
+    assert _reference_marks(comparisons, "random", 200) == {}
 
 
 def test_queries_to_reach_on_a_constructed_trace():
@@ -114,3 +127,18 @@ def test_cli_bench_bad_override_fails_before_running():
     proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "log", "--set", "optimizer.lr=0.1"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--set applies to the estimator benchmarks" in proc.stderr
+
+
+def test_benchmark_plot_draws_the_reference_line_and_markers(tmp_path):
+    import matplotlib.image
+
+    from hil.report import plot_objective_vs_queries
+
+    q = np.arange(1, 21, dtype=float)
+    curves = {"mse": (q, np.linspace(1, 0.5, 20)[:, None].repeat(3, 1)),
+              "gradpie": (q, np.linspace(1, 0.2, 20)[:, None].repeat(3, 1))}
+    plain = plot_objective_vs_queries(tmp_path / "plain.png", curves, sense="min", title="t")
+    marked = plot_objective_vs_queries(tmp_path / "marked.png", curves, sense="min", title="t",
+                                       reference=(0.5, "mse at 20 iterations"), crossings={"gradpie": (13.0, "0.65x")})
+    a, b = matplotlib.image.imread(plain), matplotlib.image.imread(marked)
+    assert a.shape == b.shape and not np.array_equal(a, b)
