@@ -244,8 +244,54 @@ def apply_overrides(task: dict[str, Any], methods: Methods,
     return task, changed
 
 
+def seed_sets(task: dict[str, Any], methods: Methods, *, seeds: list[int], checkpoints: list[int], base: str,
+              pairs: list[tuple[str, str]], progress: bool = True) -> dict[str, Any]:
+    """Rerun every method with other seeds (``optimizer.seed`` and every surrogate's ``seed`` set to each of
+    ``seeds``; the problem itself stays fixed) and collect, per seed set, the query ratios of ``pairs`` and each
+    method's final mean. Returns ``{"seeds", "comparisons": [{method, base, ratios, queries}], "final_mean"}``."""
+    comparisons = [{"method": m, "base": b, "ratios": [], "queries": []} for m, b in pairs]
+    final_mean: dict[str, list[float]] = {name: [] for name in methods}
+    for seed in seeds:
+        task_s, methods_s = apply_overrides(task, methods, {"optimizer": {"seed": seed}, "surrogate": {"seed": seed}})
+        summary, _, results = run_task_benchmark(task_s, methods_s, checkpoints=checkpoints, base=base,
+                                                 progress=progress)
+        for name, entry in summary["methods"].items():
+            final_mean[name].append(entry["mean"][-1])
+        got = {(c["method"], c["base"]): c for c in compare(results, pairs, checkpoints[-1])}
+        for c in comparisons:
+            one = got.get((c["method"], c["base"]))
+            c["ratios"].append(None if one is None else one["ratio"])
+            c["queries"].append(None if one is None else one["queries"])
+    return {"seeds": seeds, "comparisons": comparisons, "final_mean": final_mean}
+
+
+def format_seed_sets(sets: dict[str, Any], target_ratio: float = 0.5) -> list[str]:
+    """Printed lines: each comparison's ratio per seed set, their mean and spread, and how many meet the target."""
+    seeds = sets["seeds"]
+    lines = [f"over {len(seeds)} seed sets (optimizer.seed and surrogate seed = {', '.join(map(str, seeds))}; "
+             f"the problem fixed):"]
+    for c in sets["comparisons"]:
+        ratios = [r for r in c["ratios"] if r is not None]
+        cells = " ".join("never" if r is None else f"{r:.2f}" for r in c["ratios"])
+        if ratios:
+            met = sum(r <= target_ratio for r in ratios)
+            stats = (f"mean {np.mean(ratios):.2f} ± {np.std(ratios):.2f} over the {len(ratios)} that got there, "
+                     f"<= {target_ratio} in {met} of {len(c['ratios'])}")
+        else:
+            stats = "never"
+        lines.append(f"  {c['method']:<11} vs {c['base']:<7} ratio per seed set: {cells}  ({stats})")
+    for name, values in sets["final_mean"].items():
+        lines.append(f"  {name:<11} mean at the last checkpoint: {np.mean(values):.4f} ± {np.std(values):.4f} "
+                     f"(per seed set: {' '.join(f'{v:.4f}' for v in values)})")
+    return lines
+
+
 def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: bool = True,
-               overrides: dict[str, dict[str, Any]] | None = None) -> int:
+               overrides: dict[str, dict[str, Any]] | None = None, seeds: int = 1) -> int:
+    """Run a task benchmark and print its table; ``seeds > 1`` repeats it with the next ``seeds - 1`` seed sets
+    and prints the query ratios over all of them (the table, the PNG and the timing are of the first set)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if task_name not in BENCH_TASKS:
         raise ValueError(f"unknown benchmark task {task_name!r}; allowed: {', '.join(BENCH_TASKS)}")
     bt = BENCH_TASKS[task_name]()
@@ -283,6 +329,22 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
     lines, extra = bt.extras(task, quick)
     for line in lines:
         print(line)
+    if seeds > 1:
+        first = int(task["optimizer"].get("seed", 0))
+        pairs = [(c["method"], c["base"]) for c in comparisons]
+        sets = seed_sets(task, methods, seeds=list(range(first + 1, first + seeds)), checkpoints=checkpoints,
+                         base=bt.base, pairs=pairs, progress=progress)
+        # the first set is the run above
+        sets["seeds"].insert(0, first)
+        for c, c0 in zip(sets["comparisons"], comparisons, strict=True):
+            c["ratios"].insert(0, c0["ratio"])
+            c["queries"].insert(0, c0["queries"])
+        for name, entry in summary["methods"].items():
+            sets["final_mean"][name].insert(0, entry["mean"][-1])
+        print()
+        for line in format_seed_sets(sets):
+            print(line)
+        summary["seed_sets"] = sets
     print(f"total benchmark time: {time.perf_counter() - t0:.0f} s")
     summary["timing"] = {"methods": timing, **extra}
     summary["comparisons"] = comparisons

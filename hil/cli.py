@@ -89,6 +89,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from hil.errors import ConfigError
     from hil.registry import BENCHMARKS
 
+    if args.seeds != 1 and args.task not in bench.BENCH_TASKS:
+        raise ConfigError(f"--seeds applies to the estimator benchmarks ({', '.join(bench.BENCH_TASKS)}), "
+                          f"not to {args.task!r}")
     if args.set and args.task not in bench.BENCH_TASKS:
         raise ConfigError(f"--set applies to the estimator benchmarks ({', '.join(bench.BENCH_TASKS)}), "
                           f"not to {args.task!r}")
@@ -96,7 +99,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return bench.bench_log(rows=args.rows, quick=args.quick)
     if args.task in bench.BENCH_TASKS:
         return bench.bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress,
-                                overrides=bench.parse_overrides(args.set))
+                                overrides=bench.parse_overrides(args.set), seeds=args.seeds)
     if args.task in BENCHMARKS.names():
         return BENCHMARKS.get(args.task)(args.json, args.quick)
     allowed = ", ".join([*bench.BENCH_TASKS, "log", *BENCHMARKS.names()])
@@ -141,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="change the problem for every method (repeatable): blackbox.*, objective.*, optimizer.*, "
                         "or surrogate.* for every surrogate method, e.g. --set optimizer.adam_beta1=0.5")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="estimator benchmarks: also rerun every method with the next N-1 seed sets (starting "
+                        "points, local samples, surrogate init) and print the query ratios over all N")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_bench)
     return parser

@@ -142,3 +142,42 @@ def test_benchmark_plot_draws_the_reference_line_and_markers(tmp_path):
                                        reference=(0.5, "mse at 20 iterations"), crossings={"gradpie": (13.0, "0.65x")})
     a, b = matplotlib.image.imread(plain), matplotlib.image.imread(marked)
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_seed_sets_rerun_every_method_with_each_seed(tiny):
+    from hil.bench import format_seed_sets, seed_sets
+
+    summary, _ = tiny  # seed 0 for the starts and the surrogates
+    pairs = [("gradpie_m1", "mse"), ("exact", "mse")]
+    sets = seed_sets(TINY, METHODS, seeds=[0, 1], checkpoints=[3, 6, 12], base="mse", pairs=pairs, progress=False)
+    assert sets["seeds"] == [0, 1]
+    for name, values in sets["final_mean"].items():
+        assert len(values) == 2
+        assert values[0] == pytest.approx(summary["methods"][name]["mean"][-1])  # seed 0 reproduces the run
+    assert sets["final_mean"]["mse"][0] != sets["final_mean"]["mse"][1]  # seed 1 is another run
+    assert [(c["method"], c["base"]) for c in sets["comparisons"]] == pairs
+    assert all(len(c["ratios"]) == 2 for c in sets["comparisons"])
+    lines = format_seed_sets(sets)
+    assert lines[0].startswith("over 2 seed sets") and any("gradpie_m1  vs mse" in line for line in lines)
+
+
+def test_format_seed_sets_counts_the_ratios_that_meet_the_target():
+    from hil.bench import format_seed_sets
+
+    sets = {"seeds": [0, 1, 2], "final_mean": {"mse": [0.3, 0.2, 0.4]},
+            "comparisons": [{"method": "gradpie", "base": "mse", "ratios": [0.4, None, 0.6],
+                             "queries": [80, None, 120]},
+                            {"method": "mae", "base": "mse", "ratios": [None, None, None], "queries": [None] * 3}]}
+    lines = format_seed_sets(sets)
+    assert "0.40 never 0.60" in lines[1] and "mean 0.50 ± 0.10 over the 2 that got there, <= 0.5 in 1 of 3" in lines[1]
+    assert lines[2].endswith("(never)")
+    assert "mean at the last checkpoint: 0.3000 ± 0.0816" in lines[3]
+
+
+def test_cli_bench_seeds_only_for_estimator_benchmarks():
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "log", "--seeds", "3"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--seeds applies to the estimator benchmarks" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "hil.cli", "bench", "cnon", "--seeds", "0"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--seeds must be >= 1, got 0" in proc.stderr
