@@ -27,10 +27,11 @@ def plot_objective_vs_queries(path: str | Path, curves: dict[str, tuple[np.ndarr
         level, label = reference
         ax.axhline(level, color="0.3", linestyle="--", linewidth=1)
         ax.annotate(label, (0, level), xytext=(4, 3), textcoords="offset points", fontsize=8, color="0.3")
-        for name, (queries, text) in (crossings or {}).items():
+        for i, (name, (queries, text)) in enumerate((crossings or {}).items()):
             ax.plot([queries], [level], marker="o", color=colours.get(name, "k"), markeredgecolor="k")
-            ax.annotate(text, (queries, level), xytext=(3, -12), textcoords="offset points", fontsize=8,
-                        color=colours.get(name, "k"))
+            # stacked labels, so that close crossings stay readable
+            ax.annotate(f"{name}: {text}", (queries, level), xytext=(4, -12 - 10 * i), textcoords="offset points",
+                        fontsize=8, color=colours.get(name, "k"))
     return _save(fig, path)
 
 
