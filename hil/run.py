@@ -192,7 +192,7 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
             path.with_suffix(".png"),
             {_method_label(config): (_queries_per_start(trace, config.optimizer.n_starts), trace.best_array())},
             sense=objective.sense,
-            title=f"{config.name}: {blackbox.spec.name}",
+            title=config.name if config.name == blackbox.spec.name else f"{config.name}: {blackbox.spec.name}",
             images=report_images(blackbox, objective, trace),
         )
     return RunResult(trace, path, report, blackbox.stats.queries, wall, blackbox.stats.busy_s)
