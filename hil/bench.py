@@ -244,25 +244,37 @@ def apply_overrides(task: dict[str, Any], methods: Methods,
     return task, changed
 
 
+def _add_seed_set(sets: dict[str, Any], seed: int, summary: dict[str, Any], comparisons: list[dict[str, Any]]) -> None:
+    """Record one seed set's final means and query ratios in ``sets`` (see :func:`seed_sets`)."""
+    sets["seeds"].append(seed)
+    for name, entry in summary["methods"].items():
+        sets["final_mean"].setdefault(name, []).append(entry["mean"][-1])
+    got = {(c["method"], c["base"]): c for c in comparisons}
+    for c in sets["comparisons"]:
+        one = got.get((c["method"], c["base"]))
+        c["ratios"].append(None if one is None else one["ratio"])
+        c["queries"].append(None if one is None else one["queries"])
+
+
+def _empty_seed_sets(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"seeds": [], "final_mean": {},
+            "comparisons": [{"method": m, "base": b, "ratios": [], "queries": []} for m, b in pairs]}
+
+
 def seed_sets(task: dict[str, Any], methods: Methods, *, seeds: list[int], checkpoints: list[int], base: str,
-              pairs: list[tuple[str, str]], progress: bool = True) -> dict[str, Any]:
+              pairs: list[tuple[str, str]], progress: bool = True,
+              into: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rerun every method with other seeds (``optimizer.seed`` and every surrogate's ``seed`` set to each of
     ``seeds``; the problem itself stays fixed) and collect, per seed set, the query ratios of ``pairs`` and each
-    method's final mean. Returns ``{"seeds", "comparisons": [{method, base, ratios, queries}], "final_mean"}``."""
-    comparisons = [{"method": m, "base": b, "ratios": [], "queries": []} for m, b in pairs]
-    final_mean: dict[str, list[float]] = {name: [] for name in methods}
+    method's final mean. Returns ``{"seeds", "comparisons": [{method, base, ratios, queries}], "final_mean"}``;
+    ``into`` (such a dict, e.g. already holding the first set) is extended instead of starting afresh."""
+    sets = into if into is not None else _empty_seed_sets(pairs)
     for seed in seeds:
         task_s, methods_s = apply_overrides(task, methods, {"optimizer": {"seed": seed}, "surrogate": {"seed": seed}})
         summary, _, results = run_task_benchmark(task_s, methods_s, checkpoints=checkpoints, base=base,
                                                  progress=progress)
-        for name, entry in summary["methods"].items():
-            final_mean[name].append(entry["mean"][-1])
-        got = {(c["method"], c["base"]): c for c in compare(results, pairs, checkpoints[-1])}
-        for c in comparisons:
-            one = got.get((c["method"], c["base"]))
-            c["ratios"].append(None if one is None else one["ratio"])
-            c["queries"].append(None if one is None else one["queries"])
-    return {"seeds": seeds, "comparisons": comparisons, "final_mean": final_mean}
+        _add_seed_set(sets, seed, summary, compare(results, pairs, checkpoints[-1]))
+    return sets
 
 
 def format_seed_sets(sets: dict[str, Any], target_ratio: float = 0.5) -> list[str]:
@@ -332,15 +344,10 @@ def bench_task(task_name: str, *, json_path: str | None, quick: bool, progress: 
     if seeds > 1:
         first = int(task["optimizer"].get("seed", 0))
         pairs = [(c["method"], c["base"]) for c in comparisons]
-        sets = seed_sets(task, methods, seeds=list(range(first + 1, first + seeds)), checkpoints=checkpoints,
-                         base=bt.base, pairs=pairs, progress=progress)
-        # the first set is the run above
-        sets["seeds"].insert(0, first)
-        for c, c0 in zip(sets["comparisons"], comparisons, strict=True):
-            c["ratios"].insert(0, c0["ratio"])
-            c["queries"].insert(0, c0["queries"])
-        for name, entry in summary["methods"].items():
-            sets["final_mean"][name].insert(0, entry["mean"][-1])
+        sets = _empty_seed_sets(pairs)
+        _add_seed_set(sets, first, summary, comparisons)  # the first set is the run above
+        seed_sets(task, methods, seeds=list(range(first + 1, first + seeds)), checkpoints=checkpoints,
+                  base=bt.base, pairs=pairs, progress=progress, into=sets)
         print()
         for line in format_seed_sets(sets):
             print(line)
