@@ -45,7 +45,7 @@ def loop_overhead(section: dict[str, Any], iterations: int, tmp: str, target: li
     cfg = load_run_config({
         "blackbox": section, "objective": {"type": "target_distance", "target": target or [1.0, 2.0, 2.5]},
         "estimator": {"type": "surrogate", "loss": "gradpie", "k": 5, "hidden": [64, 64], "epochs": 5},
-        "optimizer": {"mode": "online", "n_starts": 4, "iterations": iterations, "local_samples": 1,
+        "optimizer": {"type": "gradient", "n_starts": 4, "iterations": iterations, "local_samples": 1,
                       "sigma": 0.05, "lr": 0.05, "seed": 0},
         "log": {"dir": tmp}})
     res = execute(cfg, log_path=Path(tmp) / f"loop-{time.monotonic_ns()}.h5")

@@ -23,16 +23,22 @@ import torch
 from hil.errors import DeviceError, InputError, NotConnectedError, PartialAnswerError
 
 OutOfBounds = Literal["reject", "clip"]
+Scale = Literal["linear", "log"]
 
-#: Why a query was made; stored in the log's ``purpose`` column.
-PURPOSES = ("step", "local_sample", "probe", "calibration", "initial", "evaluation")
+#: Why a query was made; stored in the log's ``purpose`` column (append only: logs store the index).
+#: ``population``: a member of a population method's generation (CMA-ES, evolution strategies, a BO batch).
+PURPOSES = ("step", "local_sample", "probe", "calibration", "initial", "evaluation", "population")
 
 
 @dataclass(frozen=True)
 class BlackBoxSpec:
     """What a BlackBox declares about itself.
 
-    ``lower`` / ``upper`` are ``d_in`` tensors of inclusive input bounds.
+    ``lower`` / ``upper`` are ``d_in`` tensors of inclusive input bounds (a scalar broadcasts).
+    ``scale`` (``"linear"`` or ``"log"``) and ``integer`` declare, per input (a single value broadcasts),
+    how an optimiser's unit-cube coordinate maps to the physical value (:mod:`hil.space`): ``log`` is
+    log-uniform between positive bounds, ``integer`` gives each whole number in the bounds an equal share
+    of the unit interval. The device always receives physical values.
     """
 
     name: str
@@ -43,6 +49,8 @@ class BlackBoxSpec:
     stochastic: bool = False
     out_of_bounds: OutOfBounds = "reject"
     output_dtype: torch.dtype = torch.float32
+    scale: Scale | tuple[Scale, ...] = "linear"
+    integer: bool | tuple[bool, ...] = False
 
     def __post_init__(self) -> None:
         lower = torch.as_tensor(self.lower, dtype=torch.float32).reshape(-1)
@@ -57,9 +65,24 @@ class BlackBoxSpec:
             raise ValueError(f"{self.name}: every lower bound must be below its upper bound")
         if self.out_of_bounds not in ("reject", "clip"):
             raise ValueError(f"{self.name}: out_of_bounds must be 'reject' or 'clip', got {self.out_of_bounds!r}")
+        scale = (self.scale,) * self.input_dim if isinstance(self.scale, str) else tuple(self.scale)
+        integer = (bool(self.integer),) * self.input_dim if isinstance(self.integer, bool) else tuple(self.integer)
+        if len(scale) != self.input_dim or len(integer) != self.input_dim:
+            raise ValueError(f"{self.name}: scale and integer must have one entry per input ({self.input_dim})")
+        for i, (sc, whole) in enumerate(zip(scale, integer, strict=True)):
+            if sc not in ("linear", "log"):
+                raise ValueError(f"{self.name}: input {i}: scale must be 'linear' or 'log', got {sc!r}")
+            if sc == "log" and float(lower[i]) <= 0:
+                raise ValueError(f"{self.name}: input {i} is on a log scale, so its lower bound must be > 0, "
+                                 f"got {float(lower[i]):.6g}")
+            if whole and (sc == "log" or float(lower[i]) != round(float(lower[i]))
+                          or float(upper[i]) != round(float(upper[i]))):
+                raise ValueError(f"{self.name}: integer input {i} needs a linear scale and whole-number bounds")
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
         object.__setattr__(self, "output_shape", tuple(int(s) for s in self.output_shape))
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "integer", tuple(bool(w) for w in integer))
 
     @property
     def output_dim(self) -> int:

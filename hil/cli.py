@@ -17,7 +17,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from hil.run import execute, load_run_config
 
     config = load_run_config(args.config)
-    total = config.optimizer.iterations
+    total = config.optimizer.loop.iterations
     bar = tqdm(total=total, desc=config.name, unit="it", disable=args.no_progress, file=sys.stderr,
                dynamic_ncols=True)
 
@@ -51,7 +51,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from hil.run import load_run_config
 
     config = load_run_config(args.config)
-    print(f"{args.config}: valid ({config.blackbox.type}, {config.estimator.type}, {config.optimizer.mode})")
+    parts = [config.blackbox.type, f"optimizer {config.optimizer.type}"]
+    if config.estimator is not None:
+        parts.append(f"estimator {config.estimator.type}")
+    print(f"{args.config}: valid ({', '.join(parts)})")
     return 0
 
 
@@ -85,25 +88,27 @@ def _cmd_log_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from hil import bench
+    from hil.bench import bench_task
+    from hil.bench.extras import bench_log
+    from hil.bench.task import parse_overrides, shipped_tasks
     from hil.errors import ConfigError
     from hil.registry import BENCHMARKS
 
-    if args.seeds != 1 and args.task not in bench.BENCH_TASKS:
-        raise ConfigError(f"--seeds applies to the estimator benchmarks ({', '.join(bench.BENCH_TASKS)}), "
-                          f"not to {args.task!r}")
-    if args.set and args.task not in bench.BENCH_TASKS:
-        raise ConfigError(f"--set applies to the estimator benchmarks ({', '.join(bench.BENCH_TASKS)}), "
-                          f"not to {args.task!r}")
+    is_task = args.task in shipped_tasks() or args.task.endswith((".yaml", ".yml"))
+    if not is_task and (args.seeds is not None or args.set or args.methods):
+        raise ConfigError(f"--seeds, --set and --methods apply to benchmark tasks ({', '.join(shipped_tasks())} or a "
+                          f"task file), not to {args.task!r}")
     if args.task == "log":
-        return bench.bench_log(rows=args.rows, quick=args.quick)
-    if args.task in bench.BENCH_TASKS:
-        return bench.bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress,
-                                overrides=bench.parse_overrides(args.set), seeds=args.seeds)
+        return bench_log(rows=args.rows, quick=args.quick)
+    if is_task:
+        methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+        bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress,
+                   overrides=parse_overrides(args.set), seeds=args.seeds, methods=methods, log_dir=args.log_dir)
+        return 0
     if args.task in BENCHMARKS.names():
         return BENCHMARKS.get(args.task)(args.json, args.quick)
-    allowed = ", ".join([*bench.BENCH_TASKS, "log", *BENCHMARKS.names()])
-    raise ConfigError(f"unknown benchmark {args.task!r}; allowed: {allowed}")
+    allowed = ", ".join([*shipped_tasks(), "log", *BENCHMARKS.names()])
+    raise ConfigError(f"unknown benchmark {args.task!r}; allowed: {allowed}, or a task file (my_task.yaml)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,17 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("log")
     q.set_defaults(func=_cmd_log_info)
 
-    p = sub.add_parser("bench", help="benchmarks: estimators on a task, or the query log's append throughput")
-    p.add_argument("task", help="cnon, owms, opamp, log, or a plug-in's benchmark (e.g. serial)")
-    p.add_argument("--json", help="write the results as JSON")
-    p.add_argument("--quick", action="store_true", help="a smaller version (under 2 minutes)")
+    p = sub.add_parser("bench", help="benchmarks: every method at equal device queries on a task, the log's "
+                                      "append throughput, a transport's round trip")
+    p.add_argument("task", help="a shipped task (cnon, owms, owms_macro, opamp), a task file (my_task.yaml), log, or "
+                                "a plug-in's benchmark (e.g. serial)")
+    p.add_argument("--json", help="write the results as JSON (and a PNG of objective vs queries beside it)")
+    p.add_argument("--quick", action="store_true", help="the task's smaller version (its quick: section)")
     p.add_argument("--rows", type=int, default=20000, help="log benchmark: rows to append")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="change the problem for every method (repeatable): blackbox.*, objective.*, optimizer.*, "
-                        "or surrogate.* for every surrogate method, e.g. --set optimizer.adam_beta1=0.5")
-    p.add_argument("--seeds", type=int, default=1, metavar="N",
-                   help="estimator benchmarks: also rerun every method with the next N-1 seed sets (starting "
-                        "points, local samples, surrogate init) and print the query ratios over all N")
+                   help="change the problem for every method (repeatable): blackbox.*, objective.*, optimizer.* (for "
+                        "the methods whose type has the key), or surrogate.* for every surrogate method")
+    p.add_argument("--seeds", type=int, metavar="N", help="run seed sets 0..N-1 instead of the task's")
+    p.add_argument("--methods", metavar="A,B", help="run only these methods of the task")
+    p.add_argument("--log-dir", metavar="DIR", help="write every run's HDF5 query log into DIR")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_bench)
     return parser

@@ -52,3 +52,7 @@ class LogError(HilError, RuntimeError):
 
 class EstimatorError(HilError, RuntimeError):
     """A gradient estimator cannot produce a gradient (e.g. no data, no differentiable model)."""
+
+
+class OptimizerError(HilError, RuntimeError):
+    """An optimiser broke the ask/tell contract (e.g. asked past its budget) or cannot go on."""

@@ -128,7 +128,9 @@ class ExactEstimator(GradientEstimator):
 
     def bind(self, blackbox: BlackBox) -> ExactEstimator:
         model = self.model if self.model is not None else blackbox
-        if not isinstance(model, Differentiable):
+        if self.model is not None and hasattr(blackbox, "view_of"):  # an optimiser's unit-cube view: the same view
+            model = blackbox.view_of(self.model)                       # of the model twin
+        if not isinstance(model, Differentiable) or not getattr(model, "is_differentiable", True):
             raise EstimatorError(
                 f"estimator 'exact' needs a differentiable twin; {model.spec.name} has no forward_differentiable"
             )

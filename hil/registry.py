@@ -24,9 +24,16 @@ PLUGIN_GROUP = "hil.plugins"
 class Registry(Generic[T]):
     """A duplicate-rejecting mapping from names to implementations."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, core: str | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        #: a core package whose import registers the built-in implementations (e.g. ``hil.optim``)
+        self.core = core
+
+    def _load(self) -> None:
+        if self.core is not None:
+            import_module(self.core)
+        load_plugins()
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@BLACKBOXES.register("cnon_twin")``."""
@@ -41,7 +48,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            load_plugins()
+            self._load()
         if name not in self._items:
             raise RegistryError(
                 f"unknown {self.kind} type {name!r}; allowed: {', '.join(sorted(self._items)) or '(none registered)'}"
@@ -49,7 +56,7 @@ class Registry(Generic[T]):
         return self._items[name]
 
     def names(self) -> list[str]:
-        load_plugins()
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
@@ -75,6 +82,8 @@ def load_plugins() -> None:
 BLACKBOXES: Registry = Registry("blackbox")
 ESTIMATORS: Registry = Registry("estimator")
 OBJECTIVES: Registry = Registry("objective")
+#: Ask/tell optimisers (``optimizer: {type: gradient | random | cmaes | ...}``), see :mod:`hil.optim.base`
+OPTIMIZERS: Registry = Registry("optimizer", core="hil.optim")
 #: BlackBoxes around a BlackBox (bench imperfections, latency), built with ``from_config(options, inner=...)``
 WRAPPERS: Registry = Registry("blackbox wrapper")
 #: Benchmarks that plug-ins bring (e.g. a transport's round trip on its simulated device): a function

@@ -5,8 +5,9 @@ Config sections (every key validated before anything runs)::
     name: cnon_twin
     blackbox:  {type: cnon_twin, ..., wrappers: [...]}  # hil.sections.parse_blackbox
     objective: {type: target_distance, ...}    # hil.registry.OBJECTIVES
-    estimator: {type: surrogate, loss: gradpie, ...}   # hil.registry.ESTIMATORS
-    optimizer: {mode: online, n_starts: 16, ...}       # hil.optimize.OptimizerConfig
+    optimizer: {type: gradient, n_starts: 16, ...}     # hil.optim.section (hil.registry.OPTIMIZERS)
+    estimator: {type: surrogate, loss: gradpie, ...}   # hil.registry.ESTIMATORS; only for optimisers that
+                                                       #   follow a gradient (rejected for any other)
     log:       {dir: runs, ...}                        # LogConfig
 """
 
@@ -27,11 +28,14 @@ import torch
 from hil.blackbox import BlackBox, find_attribute
 from hil.config import TypedSection, load_yaml, parse, parse_typed
 from hil.errors import ConfigError, LogError
-from hil.optimize import OptimizerConfig, Trace, make_optimizer, optimize_offline
+from hil.optim.loop import Trace, run_loop
+from hil.optim.replay import ReplayBox
+from hil.optim.section import OptimizerSection, check_estimator, parse_optimizer
 from hil.querylog import QueryLog, read_log
 from hil.registry import ESTIMATORS, OBJECTIVES
 from hil.report import plot_run_report
 from hil.sections import BlackBoxSection, parse_blackbox
+from hil.space import UnitCubeView
 
 TOP_LEVEL_KEYS = ("name", "description", "blackbox", "objective", "estimator", "optimizer", "log")
 
@@ -48,20 +52,22 @@ class RunConfig:
     description: str
     blackbox: BlackBoxSection
     objective: TypedSection
-    estimator: TypedSection
-    optimizer: OptimizerConfig
+    estimator: TypedSection | None
+    optimizer: OptimizerSection
     log: LogConfig
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "description": self.description,
             "blackbox": self.blackbox.as_dict(),
             "objective": self.objective.as_dict(),
-            "estimator": self.estimator.as_dict(),
-            "optimizer": dataclasses.asdict(self.optimizer),
+            "optimizer": self.optimizer.as_dict(),
             "log": dataclasses.asdict(self.log),
         }
+        if self.estimator is not None:
+            out["estimator"] = self.estimator.as_dict()
+        return out
 
 
 def is_pnn_config(data: Mapping[str, Any]) -> bool:
@@ -78,7 +84,7 @@ def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
     unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
-    for key in ("blackbox", "objective", "estimator"):
+    for key in ("blackbox", "objective"):
         if key not in data:
             raise ConfigError(f"missing section {key!r}")
     name = data.get("name", "run")
@@ -87,15 +93,13 @@ def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description: expected a string")
-    return RunConfig(
-        name=name,
-        description=description,
-        blackbox=parse_blackbox(data["blackbox"], "blackbox"),
-        objective=parse_typed(OBJECTIVES, data["objective"], "objective"),
-        estimator=parse_typed(ESTIMATORS, data["estimator"], "estimator"),
-        optimizer=parse(OptimizerConfig, data.get("optimizer"), "optimizer"),
-        log=parse(LogConfig, data.get("log"), "log"),
-    )
+    blackbox = parse_blackbox(data["blackbox"], "blackbox")
+    objective = parse_typed(OBJECTIVES, data["objective"], "objective")
+    optimizer = parse_optimizer(data.get("optimizer"), "optimizer")
+    check_estimator(optimizer, data.get("estimator"))
+    estimator = parse_typed(ESTIMATORS, data["estimator"], "estimator") if "estimator" in data else None
+    return RunConfig(name=name, description=description, blackbox=blackbox, objective=objective,
+                     estimator=estimator, optimizer=optimizer, log=parse(LogConfig, data.get("log"), "log"))
 
 
 @dataclass
@@ -108,10 +112,14 @@ class RunResult:
     busy_s: float
 
 
-def _method_label(config: RunConfig) -> str:
-    loss = getattr(config.estimator.options, "loss", None)
-    label = config.estimator.type if loss is None else f"{config.estimator.type} ({loss})"
-    return f"{label}, M={config.optimizer.local_samples}"
+def method_label(config: RunConfig) -> str:
+    """``gradient: surrogate (gradpie), M=2`` / ``cmaes``: what a run's curve is called in its report."""
+    label = config.optimizer.type
+    if config.estimator is not None:
+        loss = getattr(config.estimator.options, "loss", None)
+        label += f": {config.estimator.type}" + ("" if loss is None else f" ({loss})")
+    m = getattr(config.optimizer.options, "local_samples", None)
+    return label if m is None else f"{label}, M={m}"
 
 
 def _queries_per_start(trace: Trace, n_starts: int) -> np.ndarray:
@@ -142,12 +150,16 @@ def report_images(blackbox: BlackBox, objective: Any, trace: Trace) -> dict[str,
 
 def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: str | Path | None = None,
             progress: Callable[[int, Trace], None] | None = None) -> RunResult:
-    """Run ``config`` end to end: connect, optimise with every query logged, write the report."""
+    """Run ``config`` end to end: connect, optimise with every query logged, write the report.
+
+    ``resume``: a killed run's log; the optimiser runs again from the start and the log answers every
+    query it had answered before (:mod:`hil.optim.replay`), then new queries are appended to it."""
     blackbox = config.blackbox.build()
     objective = config.objective.build(output_shape=blackbox.spec.output_shape)
-    estimator = config.estimator.build()
+    estimator = config.estimator.build() if config.estimator is not None else None
     run_id = f"{config.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     config_dict = config.as_dict()
+    old = None
     if resume is not None:
         path = Path(resume)
         old = read_log(path)
@@ -170,19 +182,10 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
     with log, blackbox:
         blackbox.attach_log(log)
         try:
-            if config.optimizer.mode == "offline":
-                dataset = None
-                if config.optimizer.dataset == "log":
-                    d = read_log(config.optimizer.dataset_log)
-                    dataset = (torch.from_numpy(d.x), torch.from_numpy(d.y).to(torch.float32))
-                trace = optimize_offline(blackbox, objective, estimator, config.optimizer, dataset, progress)
-            else:
-                opt = make_optimizer(blackbox, objective, estimator, config.optimizer)
-                first, replay = 0, None
-                if resume is not None:
-                    d = read_log(path)
-                    first, replay = opt.replay(d.x, d.y, d.iteration, d.start, d.purpose_labels())
-                trace = opt.run(progress, first_iteration=first, replay=replay)
+            counted = blackbox if old is None else ReplayBox(blackbox, old, path)
+            view = UnitCubeView(counted)
+            optimizer = config.optimizer.build(box=view, objective=objective, estimator=estimator)
+            trace = run_loop(view, objective, optimizer, config.optimizer.loop, progress)
         finally:
             blackbox.attach_log(None)
     wall = time.perf_counter() - t0
@@ -190,7 +193,7 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
     if config.log.report and trace.iterations:
         report = plot_run_report(
             path.with_suffix(".png"),
-            {_method_label(config): (_queries_per_start(trace, config.optimizer.n_starts), trace.best_array())},
+            {method_label(config): (_queries_per_start(trace, trace.n_starts), trace.best_array())},
             sense=objective.sense,
             title=config.name if config.name == blackbox.spec.name else f"{config.name}: {blackbox.spec.name}",
             images=report_images(blackbox, objective, trace),

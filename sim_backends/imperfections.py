@@ -326,7 +326,7 @@ class SLMMacropixels(_Wrapper):
         lo, hi = float(inner.spec.lower.min()), float(inner.spec.upper.max())
         super().__init__(inner)
         self.spec = replace(inner.spec, input_dim=rows * cols, lower=torch.full((rows * cols,), lo),
-                            upper=torch.full((rows * cols,), hi))
+                            upper=torch.full((rows * cols,), hi), scale="linear", integer=False)
 
     @classmethod
     def from_config(cls, config: Config, *, inner: BlackBox) -> SLMMacropixels:

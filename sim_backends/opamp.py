@@ -8,24 +8,25 @@ Miller capacitor ``Cc`` from the first-stage output to the output, load
 (1 GH inductor, 1 F to ground) that holds the bias point at the common-mode
 voltage while leaving the loop open for AC.
 
-Design space: 10 inputs in [0, 1], mapped to
+Design space: 10 inputs in physical units, declared in the spec (:mod:`hil.space`), so that every
+optimiser searches the same unit cube and the simulator (and the log) receive metres, farads and a whole
+number:
 
 ====  ==============  ===========================================================
- idx  name            physical range (log-uniform unless said)
+ idx  name            physical range and scale
 ====  ==============  ===========================================================
- 0,1  w_bias, l_bias  M5, M7, M8 (bias): W 2–32 µm, L 0.2–2 µm
+ 0,1  w_bias, l_bias  M5, M7, M8 (bias): W 2–32 µm, L 0.2–2 µm, both log scale
  2,3  w_dp, l_dp      M1, M2 (differential pair)
  4,5  w_load, l_load  M3, M4 (load)
  6,7  w_gain, l_gain  M6 (gain transistor)
- 8    ratio           integer 1, 2, 3: W(M7) = ratio x W(M5); [0, 1/3) -> 1, [1/3, 2/3) -> 2, [2/3, 1] -> 3
- 9    cc              compensation capacitor 0.1–20 pF
+ 8    ratio           integer 1, 2, 3: W(M7) = ratio x W(M5); each whole number owns a third of the unit cube
+ 9    cc              compensation capacitor 0.1–20 pF, log scale
 ====  ==============  ===========================================================
 
-The integer ratio: the simulator always sees a rounded value; the optimiser
-and the surrogate see the continuous input. A surrogate therefore learns a
-smoothed step in that input, and its gradient there is the slope of the
-smoothing: it pushes the input across a bin edge when the neighbouring ratio
-measured better, which is the only sense a gradient has for an integer.
+The integer ratio: the simulator always sees a whole number; the optimiser and a surrogate see the
+continuous unit-cube coordinate. A surrogate therefore learns a smoothed step in that input, and its
+gradient there is the slope of the smoothing: it pushes the input across a bin edge when the
+neighbouring ratio measured better, which is the only sense a gradient has for an integer.
 The exact gradient does not exist (no differentiable model of NGspice).
 
 Output (``batch x 3``): DC gain (dB), unity-gain bandwidth (Hz), phase margin
@@ -108,24 +109,25 @@ def build_netlist(includes: list[str], nmos: str, pmos: str, instance: str, *, v
                           **devices)
 
 
-def to_physical(u: np.ndarray) -> list[dict[str, float]]:
-    """``batch x 10`` inputs in [0, 1] -> one ``{param: value}`` per design (SI units, ratio an integer)."""
-    designs = []
-    for row in np.asarray(u, dtype=np.float64):
-        d = {}
-        for (name, lo, hi, scale), v in zip(DESIGN_SPACE, row, strict=True):
-            v = min(max(float(v), 0.0), 1.0)
-            if scale == "int":
-                d[name] = float(min(int(lo) + int(v * 3), int(hi)))
-            else:
-                d[name] = lo * (hi / lo) ** v
-        designs.append(d)
-    return designs
+def designs(x: np.ndarray) -> list[dict[str, float]]:
+    """``batch x 10`` physical sizes (SI units, the ratio a whole number) -> one ``{param: value}`` per design."""
+    return [{name: float(v) for (name, *_), v in zip(DESIGN_SPACE, row, strict=True)}
+            for row in np.asarray(x, dtype=np.float64)]
+
+
+def design_spec_bounds() -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...], tuple[bool, ...]]:
+    """Lower and upper bounds, scales and integer flags of :data:`DESIGN_SPACE`, for the BlackBoxSpec."""
+    lower = torch.tensor([lo for _, lo, _, _ in DESIGN_SPACE], dtype=torch.float64)
+    upper = torch.tensor([hi for _, _, hi, _ in DESIGN_SPACE], dtype=torch.float64)
+    scale = tuple("linear" if kind == "int" else kind for *_, kind in DESIGN_SPACE)
+    integer = tuple(kind == "int" for *_, kind in DESIGN_SPACE)
+    return lower, upper, scale, integer
 
 
 @BLACKBOXES.register("opamp_ngspice")
 class OpAmpTwin(BlackBox):
-    """``batch x 10`` sizes in [0, 1] -> ``batch x 3`` [gain_db, ugbw_hz, phase_margin_deg] (NaN: invalid)."""
+    """``batch x 10`` physical sizes (:data:`DESIGN_SPACE`) -> ``batch x 3`` [gain_db, ugbw_hz, phase_margin_deg]
+    (NaN: an invalid design)."""
 
     @dataclass
     class Config:
@@ -161,9 +163,10 @@ class OpAmpTwin(BlackBox):
         cfg = config or self.Config()
         self.config = cfg
         d = len(DESIGN_SPACE)
-        super().__init__(BlackBoxSpec(name="opamp_ngspice", input_dim=d, lower=torch.zeros(d), upper=torch.ones(d),
+        lower, upper, scale, integer = design_spec_bounds()
+        super().__init__(BlackBoxSpec(name="opamp_ngspice", input_dim=d, lower=lower, upper=upper,
                                       output_shape=(len(OUTPUT_NAMES),), stochastic=False,
-                                      out_of_bounds=cfg.out_of_bounds))
+                                      out_of_bounds=cfg.out_of_bounds, scale=scale, integer=integer))
         includes = ([str(generic_models_path())] if cfg.models == "generic130"
                     else [str(Path(p).expanduser().resolve()) for p in cfg.model_files])
         self.netlist = build_netlist(includes, cfg.nmos, cfg.pmos, cfg.instance, vdd_v=cfg.vdd_v,
@@ -189,7 +192,9 @@ class OpAmpTwin(BlackBox):
             self.pool = None
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
-        rows, reasons = self.pool.simulate(to_physical(x.detach().cpu().numpy()))
+        x = x.detach().cpu().double()
+        x[:, PARAM_NAMES.index("ratio")] = x[:, PARAM_NAMES.index("ratio")].round()  # a whole number, also under clip
+        rows, reasons = self.pool.simulate(designs(x.numpy()))
         for r in reasons:
             if r:
                 key = r.split(":")[0]

@@ -172,7 +172,7 @@ def test_run_that_stops_before_its_first_iteration(tmp_path, capsys):
 def test_validate_ok(tmp_path, capsys):
     cfg = _write(tmp_path / "ok.yaml", small_run_config(tmp_path / "runs"))
     assert main(["validate", str(cfg)]) == 0
-    assert capsys.readouterr().out.strip() == f"{cfg}: valid (cnon_twin, surrogate, online)"
+    assert capsys.readouterr().out.strip() == f"{cfg}: valid (cnon_twin, optimizer gradient, estimator surrogate)"
     assert not (tmp_path / "runs").exists()  # validating runs nothing
 
 

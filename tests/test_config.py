@@ -35,11 +35,14 @@ def _bad(tmp_path, section, key, value):
     "section, key, value, expected",
     [
         (None, "optimiser", {}, "unknown top-level key 'optimiser'; allowed keys: name, description"),
-        ("optimizer", "itrations", 5, "optimizer: unknown key 'itrations'; allowed keys:"),
+        ("optimizer", "itrations", 5, "optimizer: unknown key 'itrations' for type 'gradient'; allowed keys:"),
         ("optimizer", "iterations", "many", "optimizer.iterations: expected an integer, got 'many'"),
         ("optimizer", "iterations", 0, "optimizer.iterations must be >= 1"),
-        ("optimizer", "mode", "batch",
-         "optimizer.mode: 'batch' is not allowed; allowed values: 'online', 'offline'"),
+        ("optimizer", "mode", "online", "optimizer.mode: replaced by optimizer.type; write type: gradient"),
+        ("optimizer", "type", "newton", "optimizer.type: unknown optimizer type 'newton'; allowed: gradient, offline"),
+        ("optimizer", "type", ["gradient"], "optimizer.type: expected the name of an optimiser, got ['gradient']"),
+        ("optimizer", "max_wall_s", float("inf"), "optimizer.max_wall_s must be a finite number of seconds > 0"),
+        ("optimizer", "lr", float("nan"), "optimizer.lr must be a finite number, got nan"),
         ("blackbox", "type", "cnon", "blackbox.type: unknown blackbox type 'cnon'; allowed: cnon_twin"),
         ("blackbox", "dim", 2.5, "blackbox.dim: expected an integer, got 2.5"),
         ("blackbox", "couplng", 1.0, "blackbox: unknown key 'couplng'; allowed keys: coupling, dim"),
@@ -68,8 +71,34 @@ def test_missing_type_lists_allowed(tmp_path):
 
 def test_missing_section(tmp_path):
     data = small_run_config(tmp_path)
+    del data["objective"]
+    with pytest.raises(ConfigError, match="missing section 'objective'"):
+        load_run_config(data)
+
+
+def test_a_gradient_optimizer_needs_an_estimator_section(tmp_path):
+    data = small_run_config(tmp_path)
     del data["estimator"]
-    with pytest.raises(ConfigError, match="missing section 'estimator'"):
+    with pytest.raises(ConfigError, match="estimator: optimizer type 'gradient' follows a gradient, so it needs an "
+                                          "estimator section"):
+        load_run_config(data)
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "random"}])
+def test_a_gradient_free_optimizer_rejects_an_estimator_section_naming_it(tmp_path, optimizer):
+    data = small_run_config(tmp_path)
+    data["optimizer"] = {**optimizer, "iterations": 3}
+    with pytest.raises(ConfigError, match=f"estimator: optimizer type '{optimizer['type']}' does not use a gradient, "
+                                          f"so it takes no estimator section; remove it"):
+        load_run_config(data)
+    del data["estimator"]
+    assert load_run_config(data).estimator is None
+
+
+def test_offline_needs_a_surrogate_estimator(tmp_path):
+    data = small_run_config(tmp_path, type="offline")
+    data["estimator"] = {"type": "exact"}
+    with pytest.raises(ConfigError, match="estimator.type: optimizer type 'offline' needs estimator type 'surrogate'"):
         load_run_config(data)
 
 

@@ -113,7 +113,7 @@ def test_a_short_online_run_completes_with_every_query_logged(rig_section, tmp_p
     cfg = load_run_config({
         "blackbox": rig_section, "objective": {"type": "target_distance", "target": [0.5] * n_out},
         "estimator": {"type": "surrogate", "loss": "gradpie", "k": 3, "hidden": [32, 32], "epochs": 2},
-        "optimizer": {"mode": "online", "n_starts": 2, "iterations": 3, "local_samples": 1, "sigma": 0.05,
+        "optimizer": {"type": "gradient", "n_starts": 2, "iterations": 3, "local_samples": 1, "sigma": 0.05,
                       "lr": 0.05, "seed": 0},
         "log": {"dir": str(tmp_path)}})
     result = execute(cfg, log_path=tmp_path / "hw.h5")

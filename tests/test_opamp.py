@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 from hil.sim_backends.ngspice import INSTALL_HINT, find_libngspice
-from hil.sim_backends.opamp import DESIGN_SPACE, OpAmpFoM, OpAmpTwin, build_netlist, generic_models_path, to_physical
+from hil.sim_backends.opamp import DESIGN_SPACE, PARAM_NAMES, OpAmpFoM, OpAmpTwin, build_netlist, designs, generic_models_path
 from hil.sim_backends.opamp_measure import fom, measure
 from hil.sim_backends.spice_pool import SimulatorPool
 from hil.sim_backends.spice_worker import with_params
 
 from hil.errors import ConfigError, DeviceError
 from hil.sections import parse_blackbox
+from hil.space import ParameterSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 SKY130 = ROOT.parent / "shared" / "spice" / "sky130"
@@ -76,7 +77,16 @@ def test_measure_marks_impossible_responses_invalid(response, reason):
     assert all(math.isnan(v) for v in (fig.gain_db, fig.ugbw_hz, fig.phase_margin_deg, fig.fom))
 
 
-def test_design_space_maps_to_physical_ranges_and_integer_ratio():
+def to_physical(u: np.ndarray) -> list[dict[str, float]]:
+    """Unit-cube points -> designs, through the space the twin declares (what every optimiser uses)."""
+    return designs(ParameterSpace(OpAmpTwin().spec).to_physical(torch.as_tensor(u, dtype=torch.float32)).numpy())
+
+
+def test_design_space_is_declared_in_physical_units_on_log_and_integer_scales():
+    spec = OpAmpTwin().spec
+    for i, (name, low, high, kind) in enumerate(DESIGN_SPACE):
+        assert float(spec.lower[i]) == pytest.approx(low) and float(spec.upper[i]) == pytest.approx(high), name
+        assert spec.scale[i] == ("linear" if kind == "int" else "log") and spec.integer[i] == (kind == "int")
     lo, hi = to_physical(np.zeros((1, 10)))[0], to_physical(np.ones((1, 10)))[0]
     for name, low, high, _ in DESIGN_SPACE:
         assert lo[name] == pytest.approx(low) and hi[name] == pytest.approx(high)
@@ -107,12 +117,9 @@ KNOWN = {"w_bias": 8e-6, "l_bias": 1e-6, "w_dp": 8e-6, "l_dp": 0.5e-6, "w_load":
          "w_gain": 16e-6, "l_gain": 0.5e-6, "ratio": 2.0, "cc": 2e-12}
 
 
-def normalised(design: dict[str, float]) -> torch.Tensor:
-    u = []
-    for name, low, high, scale in DESIGN_SPACE:
-        v = design[name]
-        u.append((v - 1) / 3 + 1 / 6 if scale == "int" else math.log(v / low) / math.log(high / low))
-    return torch.tensor([u], dtype=torch.float64).to(torch.float32)
+def physical(design: dict[str, float]) -> torch.Tensor:
+    """A ``1 x 10`` query in the twin's physical units."""
+    return torch.tensor([[design[name] for name in PARAM_NAMES]], dtype=torch.float64).to(torch.float32)
 
 
 def ngspice_batch(netlist: str, tmp_path: Path) -> dict[str, float]:
@@ -139,11 +146,11 @@ meas ac phase find ph when vdb=0 cross=1
 @needs_ngspice
 def test_known_sizing_matches_a_direct_ngspice_batch_run(tmp_path):
     box = OpAmpTwin()
-    x = normalised(KNOWN)
-    assert to_physical(x.numpy())[0] == pytest.approx(KNOWN, rel=1e-5)
+    x = physical(KNOWN)
+    assert designs(x.numpy())[0] == pytest.approx(KNOWN, rel=1e-5)
     with box:
         gain_db, ugbw_hz, pm_deg = box.query(x)[0].tolist()
-    ref = ngspice_batch(with_params(box.netlist, to_physical(x.numpy())[0]), tmp_path)
+    ref = ngspice_batch(with_params(box.netlist, designs(x.numpy())[0]), tmp_path)
     assert gain_db == pytest.approx(ref["gain_db"], abs=0.01)
     assert ugbw_hz == pytest.approx(ref["ugbw"], rel=0.01)  # both interpolate between 20-per-decade points
     assert pm_deg == pytest.approx(180 + ref["phase"], abs=0.5)
@@ -163,7 +170,7 @@ def test_fom_objective_and_invalid_rows():
 def test_an_impossible_design_is_marked_invalid_not_raised():
     box = parse_blackbox({"type": "opamp_ngspice", "vdd_v": 0.2}).build()  # below threshold: nothing conducts
     with box:
-        y = box.query(torch.full((3, 10), 0.5))
+        y = box.query(ParameterSpace(box.spec).to_physical(torch.full((3, 10), 0.5)))
     assert torch.isnan(y).all()
     assert box.invalid_reasons == {"no gain": 3}
 
@@ -220,7 +227,7 @@ def test_online_loop_runs_on_the_op_amp_and_logs_invalid_designs(tmp_path):
         "blackbox": {"type": "opamp_ngspice"}, "objective": {"type": "opamp_fom"},
         "estimator": {"type": "surrogate", "loss": "gradpie", "k": 3, "hidden": [32, 32], "epochs": 2,
                       "output_scale": "per_output"},
-        "optimizer": {"mode": "online", "n_starts": 8, "iterations": 6, "local_samples": 1, "sigma": 0.05,
+        "optimizer": {"type": "gradient", "n_starts": 8, "iterations": 6, "local_samples": 1, "sigma": 0.05,
                       "lr": 0.05, "seed": 0},
         "log": {"dir": str(tmp_path)}})
     result = execute(cfg, log_path=tmp_path / "opamp.h5")
@@ -247,7 +254,7 @@ def test_the_skywater_130_path_works():
                           "instance": "subckt", "n_workers": 1, "timeout_s": 60}).build()
     assert "XM1 n3 inn tail 0 sky130_fd_pr__nfet_01v8" in box.netlist
     with box:
-        gain_db, ugbw_hz, pm_deg = box.query(normalised(KNOWN))[0].tolist()
+        gain_db, ugbw_hz, pm_deg = box.query(physical(KNOWN))[0].tolist()
     generic = build_netlist([str(generic_models_path())], "nch", "pch", "model", vdd_v=1.8, ibias_a=2e-5,
                             cl_f=1e-12, vcm_v=0.9)
     assert generic != box.netlist

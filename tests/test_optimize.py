@@ -1,4 +1,5 @@
-"""The optimisation loops: rank selection, online Algorithm 1 on the CNON twin, budgets, stopping, offline A1."""
+"""The gradient optimisers through the one loop: rank selection, online Algorithm 1 on the CNON twin, budgets,
+stopping, offline A1, random search."""
 
 from __future__ import annotations
 
@@ -11,17 +12,13 @@ from hil.blackbox import BlackBox, BlackBoxSpec
 from hil.config import parse_typed
 from hil.errors import ConfigError
 from hil.estimators import GradientEstimator, SurrogateEstimator
-from hil.optimize import (
-    OnlineOptimizer,
-    OptimizerConfig,
-    make_optimizer,
-    optimize_offline,
-    optimize_online,
-    select_best,
-)
+from hil.optim.gradient import select_best
+from hil.optim.loop import run_loop
+from hil.optim.section import optimize, parse_optimizer
 from hil.querylog import QueryLog, read_log
 from hil.registry import BLACKBOXES, ESTIMATORS, OBJECTIVES
 from hil.run import execute, load_run_config
+from hil.space import UnitCubeView
 from hil.surrogate import Surrogate
 
 DIM = 6
@@ -41,13 +38,34 @@ def _estimator(spec):
     return parse_typed(ESTIMATORS, dict(spec), "estimator").build()
 
 
+def _section(**cfg):
+    return parse_optimizer({"type": "gradient", **cfg})
+
+
 def _run(estimator=None, progress=None, twin=None, **cfg):
-    """An online run on a fresh twin; returns (trace, twin, estimator)."""
+    """A run on a fresh twin (``type: gradient`` unless ``cfg`` says otherwise); returns (trace, twin, estimator)."""
     bb = _twin(**(twin or {}))
-    est = _estimator(estimator or {"type": "exact"})
+    section = _section(**cfg)
+    est = _estimator(estimator or {"type": "exact"}) if section.uses_gradient else None
     with bb:
-        trace = optimize_online(bb, _objective(bb), est, OptimizerConfig(**cfg), progress)
+        trace = optimize(bb, _objective(bb), section, est, progress)
     return trace, bb, est
+
+
+class _Built:
+    """An optimiser built on a box's unit-cube view, and its loop."""
+
+    def __init__(self, box, objective, estimator, **cfg):
+        self.view = UnitCubeView(box)
+        self.objective = objective
+        self.section = _section(**cfg)
+        self.opt = self.section.build(box=self.view, objective=objective, estimator=estimator)
+        self.trace = None
+
+    def run(self, progress=None):
+        self.view.connect()
+        self.trace = run_loop(self.view, self.objective, self.opt, self.section.loop, progress)
+        return self.trace
 
 
 # -- rank selection ----------------------------------------------------------------------------
@@ -119,10 +137,7 @@ def test_online_exact_lowers_the_objective_and_best_is_monotone():
 
 def test_random_search_starts_where_the_others_start_then_samples_uniformly():
     p, iterations = 3, 12
-    bb = _twin()
-    with bb:
-        trace = make_optimizer(bb, _objective(bb), _estimator({"type": "exact"}),
-                               OptimizerConfig(mode="random", n_starts=p, iterations=iterations)).run()
+    trace, _, _ = _run(type="random", n_starts=p, iterations=iterations)
     ref, _, _ = _run(n_starts=p, iterations=iterations)  # exact gradient from the same seed
     np.testing.assert_allclose(trace.objective[0], ref.objective[0])  # the same starting points
     assert trace.queries == [p * (t + 1) for t in range(iterations)]
@@ -140,8 +155,8 @@ def test_random_search_needs_no_gradient_of_the_box():
     objective = OBJECTIVES.get("target_distance").from_config(
         OBJECTIVES.get("target_distance").Config(target=[0.0, 1.0]), output_shape=(2,))
     with box:
-        trace = make_optimizer(box, objective, _estimator({"type": "exact"}),
-                               OptimizerConfig(mode="random", n_starts=2, iterations=4, local_samples=1)).run()
+        trace = optimize(box, objective, parse_optimizer({"type": "random", "n_starts": 2, "iterations": 4,
+                                                         "per_start": 2}))
     assert trace.iterations == 4 and sum(len(b) for b in box.received) == 2 * 2 * 4
 
 
@@ -204,9 +219,8 @@ def test_no_convergence_stop_without_tol():
 
 def _starts(seed, init="uniform"):
     bb = _twin()
-    opt = OnlineOptimizer(bb, _objective(bb), _estimator({"type": "exact"}),
-                          OptimizerConfig(n_starts=4, iterations=5, seed=seed, init=init))
-    return opt.u.detach().clone()
+    built = _Built(bb, _objective(bb), _estimator({"type": "exact"}), n_starts=4, iterations=5, seed=seed, init=init)
+    return built.opt.u.detach().clone()
 
 
 @pytest.mark.parametrize("init", ["uniform", "lhs"])
@@ -236,8 +250,8 @@ def test_local_samples_stay_in_bounds_and_are_logged_per_start(tmp_path):
     log = QueryLog.create(tmp_path / "log.h5", input_dim=DIM, output_shape=(DIM,), run_id="t")
     with log, bb:
         bb.attach_log(log)
-        optimize_online(bb, _objective(bb), _estimator(SMALL_SURROGATE),
-                        OptimizerConfig(n_starts=p, iterations=iterations, local_samples=m, sigma=sigma))
+        optimize(bb, _objective(bb), _section(n_starts=p, iterations=iterations, local_samples=m, sigma=sigma),
+                 _estimator(SMALL_SURROGATE))
     data = read_log(tmp_path / "log.h5")
     assert set(data.purpose_labels()) == {"step", "local_sample"}
     local, steps = data.mask("local_sample"), data.mask("step")
@@ -263,8 +277,8 @@ def test_local_samples_narrow_spread_are_near_their_start(tmp_path):
     log = QueryLog.create(tmp_path / "log.h5", input_dim=DIM, output_shape=(DIM,), run_id="t")
     with log, bb:
         bb.attach_log(log)
-        optimize_online(bb, _objective(bb), _estimator({"type": "exact"}),
-                        OptimizerConfig(n_starts=p, iterations=1, local_samples=1, sigma=sigma))
+        optimize(bb, _objective(bb), _section(n_starts=p, iterations=1, local_samples=1, sigma=sigma),
+                 _estimator({"type": "exact"}))
     data = read_log(tmp_path / "log.h5")
     xs, xl = data.x[data.mask("step")], data.x[data.mask("local_sample")]
     dist = np.abs(xl[:, None, :] - xs[None, :, :]).max(axis=2)  # local sample x step point
@@ -300,9 +314,8 @@ def test_optimize_offline_fits_once_then_keeps_the_dataset():
         states.append((len(est.surrogate), est.surrogate.steps_trained))
 
     with bb:
-        trace = optimize_offline(bb, _objective(bb), est,
-                                 OptimizerConfig(mode="offline", n_starts=p, iterations=iterations,
-                                                 dataset_size=size, fit_epochs=epochs), progress=progress)
+        trace = optimize(bb, _objective(bb), _section(type="offline", n_starts=p, iterations=iterations,
+                                                      dataset_size=size, fit_epochs=epochs), est, progress)
     assert isinstance(est, SurrogateEstimator) and est.frozen
     assert bb.stats.by_purpose == {"initial": size, "step": p * iterations}
     assert [n for n, _ in states] == [size] * iterations  # no data added while the loop runs
@@ -315,15 +328,15 @@ def test_optimize_offline_trains_exactly_fit_epochs():
     bb = _twin()
     est = _estimator(SMALL_SURROGATE)  # batch_size 256 > dataset_size: one optimiser step per epoch
     with bb:
-        optimize_offline(bb, _objective(bb), est, OptimizerConfig(mode="offline", n_starts=2, iterations=3,
-                                                                  dataset_size=64, fit_epochs=4))
+        optimize(bb, _objective(bb), _section(type="offline", n_starts=2, iterations=3, dataset_size=64,
+                                              fit_epochs=4), est)
     assert est.surrogate.steps_trained == 4
 
 
 def test_optimize_offline_rejects_other_estimators():
     bb = _twin()
-    with bb, pytest.raises(ConfigError, match="offline mode needs estimator type 'surrogate'"):
-        optimize_offline(bb, _objective(bb), _estimator({"type": "exact"}), OptimizerConfig(mode="offline"))
+    with bb, pytest.raises(ConfigError, match="optimizer type 'offline' needs estimator type 'surrogate'"):
+        optimize(bb, _objective(bb), _section(type="offline"), _estimator({"type": "exact"}))
 
 
 def test_offline_via_execute_lhs_then_log_dataset(tmp_path, monkeypatch):
@@ -336,7 +349,7 @@ def test_offline_via_execute_lhs_then_log_dataset(tmp_path, monkeypatch):
         sizes.append(len(spy.instances[-1]))
         trained.append(spy.instances[-1].steps_trained)
 
-    data = small_run_config(tmp_path / "runs", mode="offline", dataset="lhs", dataset_size=size, fit_epochs=3,
+    data = small_run_config(tmp_path / "runs", type="offline", dataset="lhs", dataset_size=size, fit_epochs=3,
                             iterations=iterations)
     first = execute(load_run_config(data), log_path=tmp_path / "lhs.h5", progress=progress)
     assert sizes == [size] * iterations
@@ -347,7 +360,7 @@ def test_offline_via_execute_lhs_then_log_dataset(tmp_path, monkeypatch):
     assert first.report_path is not None and first.report_path.is_file()
 
     # dataset: log -> the earlier run's whole log is the dataset; nothing is queried to build one
-    data = small_run_config(tmp_path / "runs", mode="offline", dataset="log", dataset_log=str(first.log_path),
+    data = small_run_config(tmp_path / "runs", type="offline", dataset="log", dataset_log=str(first.log_path),
                             fit_epochs=3, iterations=iterations)
     sizes.clear()
     trained.clear()
@@ -357,20 +370,24 @@ def test_offline_via_execute_lhs_then_log_dataset(tmp_path, monkeypatch):
     log2 = read_log(second.log_path)
     assert int(log2.mask("initial").sum()) == 0 and len(log2) == p * iterations
     surrogate = spy.instances[-1]
-    np.testing.assert_allclose(surrogate.x, surrogate.normalise(torch.from_numpy(log1.x)))
+    # the surrogate learns in the unit cube of the box's parameter space: the logged (physical) inputs, mapped
+    from hil.space import ParameterSpace
+
+    unit = ParameterSpace(_twin().spec).to_unit(torch.from_numpy(log1.x))
+    np.testing.assert_allclose(surrogate.x, surrogate.normalise(unit), atol=1e-6)
 
 
 def test_offline_log_dataset_needs_a_path(tmp_path):
-    data = small_run_config(tmp_path, mode="offline", dataset="log")
+    data = small_run_config(tmp_path, type="offline", dataset="log")
     with pytest.raises(ConfigError, match="optimizer.dataset_log"):
         load_run_config(data)
 
 
 def test_adam_betas_reach_the_step_on_x():
     bb = _twin()
-    opt = OnlineOptimizer(bb, _objective(bb), _estimator({"type": "exact"}),
-                          OptimizerConfig(n_starts=2, iterations=2, adam_beta1=0.0, adam_beta2=0.9))
-    assert opt.adam.param_groups[0]["betas"] == (0.0, 0.9)
+    built = _Built(bb, _objective(bb), _estimator({"type": "exact"}), n_starts=2, iterations=2, adam_beta1=0.0,
+                   adam_beta2=0.9)
+    assert built.opt.adam.param_groups[0]["betas"] == (0.0, 0.9)
     # Adam's bias-corrected first step is lr * sign(g) whatever the betas; momentum shows from the second on
     xs = {}
     for beta1 in (0.0, 0.9):
@@ -409,10 +426,11 @@ def test_a_start_without_a_valid_measurement_stays_put_and_the_rest_go_on():
     box = _HalfInvalidBox()
     objective = TargetDistance(torch.tensor([2.0, 2.0]))
     with box:
-        opt = OnlineOptimizer(box, objective, _estimator({"type": "surrogate", "loss": "mse", "hidden": [8]}),
-                              OptimizerConfig(n_starts=6, iterations=5, lr=0.05, seed=3))
+        built = _Built(box, objective, _estimator({"type": "surrogate", "loss": "mse", "hidden": [8]}),
+                       n_starts=6, iterations=5, lr=0.05, seed=3)
+        opt = built.opt
         u0 = opt.u.detach().clone()
-        trace = opt.run()
+        trace = built.run()
     invalid = u0[:, 0] < 0.5
     assert bool(invalid.any()) and bool((~invalid).any())  # seed 3 gives both kinds of start
     assert trace.iterations == 5
@@ -437,10 +455,8 @@ def test_a_non_finite_gradient_stops_the_loop_before_it_reaches_the_blackbox():
 
     box = CountingBox()
     with box:
-        opt = OnlineOptimizer(box, TargetDistance(torch.zeros(2)), _NaNEstimator(),
-                              OptimizerConfig(n_starts=3, iterations=10))
+        built = _Built(box, TargetDistance(torch.zeros(2)), _NaNEstimator(), n_starts=3, iterations=10)
         with pytest.raises(EstimatorError, match=r"iteration 2: .*_NaNEstimator returned a non-finite gradient "
                                                  r"for starting point\(s\) \[1\].*lower estimator.lr"):
-            opt.run()
+            built.run()
     assert len(box.received) == 3  # iterations 0, 1, 2 were measured; no query after the bad gradient
-    assert opt.trace.iterations == 3  # and iteration 2's measurement is in the trace

@@ -159,7 +159,7 @@ def test_report_shows_the_phase_of_macropixels_as_an_image(tmp_path):
     """A macro-pixel SLM's input (one phase per block) is drawn as a blocks-shaped image, not dropped."""
     import numpy as np
 
-    from hil.optimize import Trace
+    from hil.optim.loop import Trace
     from hil.run import report_images
 
     cfg = load_run_config({

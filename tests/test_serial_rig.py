@@ -80,7 +80,7 @@ def test_declared_limits_hold_when_the_optimiser_pushes_past_them(firmware, tmp_
         "blackbox": {"type": "serial_board", "port": port, "dac_min_v": 0.5, "dac_max_v": 2.5},
         "objective": {"type": "target_distance", "target": [3.3, 0.0, 3.3]},  # out of reach: drives to limits
         "estimator": {"type": "spsa"},
-        "optimizer": {"mode": "online", "n_starts": 4, "iterations": 15, "lr": 0.5, "local_samples": 1,
+        "optimizer": {"type": "gradient", "n_starts": 4, "iterations": 15, "lr": 0.5, "local_samples": 1,
                       "sigma": 0.5, "seed": 0},
         "log": {"dir": str(tmp_path)}})
     execute(cfg, log_path=tmp_path / "limits.h5")

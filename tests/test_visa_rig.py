@@ -94,7 +94,7 @@ def test_training_loop_runs_over_the_socket_and_limits_hold(tmp_path):
             "blackbox": {"type": "visa_rig", "resource": inst.resource, "v_min": 0.4, "v_max": 2.9},
             "objective": {"type": "target_distance", "target": [3.3, 0.0, 3.3]},
             "estimator": {"type": "surrogate", "loss": "gradpie", "k": 3, "hidden": [32, 32], "epochs": 2},
-            "optimizer": {"mode": "online", "n_starts": 4, "iterations": 12, "lr": 0.3, "local_samples": 1,
+            "optimizer": {"type": "gradient", "n_starts": 4, "iterations": 12, "lr": 0.3, "local_samples": 1,
                           "sigma": 0.3, "seed": 0},
             "log": {"dir": str(tmp_path)}})
         result = execute(cfg, log_path=tmp_path / "loop.h5")

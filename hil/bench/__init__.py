@@ -1,0 +1,75 @@
+"""Benchmarks at equal device queries: tasks as YAML files (:mod:`hil.bench.task`), one harness
+(:mod:`hil.bench.harness`), extra measurements (:mod:`hil.bench.extras`).
+
+``hil bench TASK`` runs a shipped task (``hil/bench/tasks/TASK.yaml``) or a task file and prints the
+table; ``--json`` writes the summary and a PNG of objective against total queries beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hil.errors import ConfigError
+
+
+def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool = False, progress: bool = True,
+               overrides: dict[str, dict[str, Any]] | None = None, seeds: int | None = None,
+               methods: list[str] | None = None, log_dir: str | None = None) -> dict[str, Any]:
+    """Run a task and print its table; returns the JSON summary."""
+    from hil.bench.extras import run_extras
+    from hil.bench.harness import format_table, plot, run_task, summarize
+    from hil.bench.task import load_task, validate_methods
+
+    task = load_task(name_or_path)
+    if quick:
+        task = task.quick_version()
+    if overrides:
+        task = task.with_overrides(overrides)
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+        task.seeds = list(range(seeds))
+    if methods:
+        unknown = [m for m in methods if m not in task.methods]
+        if unknown:
+            raise ConfigError(f"--methods: {unknown[0]!r} is not a method of {task.name}; its methods: "
+                              f"{', '.join(task.methods)}")
+        task.methods = {k: v for k, v in task.methods.items() if k in methods}
+    validate_methods(task)
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results = run_task(task, progress=progress, log_dir=log_dir)
+    sense = _sense(task)
+    summary = summarize(task, results, sense)
+    print(f"{task.title} benchmark ({'quick' if quick else 'full'}): budget {task.budget} queries per method and "
+          f"seed set; seed sets {task.seeds}; {'lower' if sense == 'min' else 'higher'} is better")
+    print(f"problem: {json.dumps(task.problem['blackbox'])}; objective {json.dumps(task.problem['objective'])}")
+    if overrides:
+        print(f"overrides (--set): {json.dumps(overrides)}")
+    for line in format_table(summary):
+        print(line)
+    lines, extra = run_extras(task, quick)
+    for line in lines:
+        print(line)
+    summary["extras"] = extra
+    summary["overrides"] = overrides or {}
+    summary["quick"] = quick
+    summary["wall_s"] = time.perf_counter() - t0
+    print(f"total benchmark time: {summary['wall_s']:.0f} s")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(summary, indent=2))
+        png = plot(str(Path(json_path).with_suffix(".png")), summary, results)
+        print(f"wrote {json_path} and {png}")
+    return summary
+
+
+def _sense(task: Any) -> str:
+    from hil.config import parse_typed
+    from hil.registry import OBJECTIVES
+
+    return getattr(parse_typed(OBJECTIVES, task.problem["objective"], "objective").cls, "sense", "min")

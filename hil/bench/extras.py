@@ -1,0 +1,117 @@
+"""Measurements a task file can add beside its table (``extras: [...]``): throughput and duty cycle."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hil.bench.task import BenchTask
+
+
+def twin_throughput(blackbox_section: dict[str, Any], *, batch: int = 1024, repeats: int = 5,
+                    threads: int | None = None) -> dict[str, float]:
+    """Queries per second of a twin through the public, validated ``query`` path, best of ``repeats``,
+    with ``threads`` torch threads (default: one per CPU core, as a run with the whole machine would)."""
+    import torch
+
+    from hil.sections import parse_blackbox
+    from hil.space import ParameterSpace
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        bb = parse_blackbox(blackbox_section).build()
+        gen = torch.Generator().manual_seed(0)
+        x = ParameterSpace(bb.spec).to_physical(torch.rand(batch, bb.spec.input_dim, generator=gen))
+        best = float("inf")
+        with bb:
+            bb.query(x[:8])  # warm-up
+            for _ in range(repeats):
+                t = time.perf_counter()
+                bb.query(x)
+                best = min(best, time.perf_counter() - t)
+        return {"queries_per_s": batch / best, "batch": batch, "threads": torch.get_num_threads(),
+                "cores": os.cpu_count() or 1}
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _throughput(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
+    target = 3000
+    tp = twin_throughput(task.problem["blackbox"], repeats=3 if quick else 5)
+    one = twin_throughput(task.problem["blackbox"], repeats=3 if quick else 5, threads=1)
+    line = (f"twin throughput: {tp['queries_per_s']:.0f} queries/s (batches of {tp['batch']}, {tp['threads']} "
+            f"torch threads on {tp['cores']} cores; target {target}/s: {tp['queries_per_s'] / target:.2f}x); "
+            f"1 thread: {one['queries_per_s']:.0f} queries/s")
+    return [line], {"twin_throughput": tp, "twin_throughput_1_thread": one}
+
+
+def _simulator_throughput(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
+    target, batch = 40, (200 if quick else 600)
+    section = task.problem["blackbox"]
+    fast = twin_throughput(section, batch=batch, repeats=2)
+    slow = twin_throughput({**section, "reload_per_design": True}, batch=batch, repeats=2)
+    line = (f"simulator throughput: {fast['queries_per_s']:.0f} designs/s with alterparam + reset "
+            f"({section.get('n_workers', 2)} processes, batches of {batch}; target {target}/s: "
+            f"{fast['queries_per_s'] / target:.2f}x); reloading the netlist per design: {slow['queries_per_s']:.0f} "
+            f"designs/s (alterparam / reload = {fast['queries_per_s'] / slow['queries_per_s']:.2f}x)")
+    return [line], {"simulator_throughput": fast, "simulator_throughput_reload": slow}
+
+
+def _duty_cycle(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
+    """The first gradient method with a surrogate, on the twin slowed to a 20 ms-per-query bench."""
+    from hil.blackbox import Delayed
+    from hil.optim.section import optimize
+    from hil.run import load_run_config
+
+    method = next((m for m in task.methods.values() if m.kind == "gradient" and m.estimator is not None
+                   and m.estimator.get("type") == "surrogate"), None)
+    if method is None:
+        return [], {}
+    iterations = 10 if quick else 40
+    data = task.run_config(method, task.seeds[0])
+    data["optimizer"] = {**data["optimizer"], "iterations": iterations, "max_queries": None}
+    cfg = load_run_config(data)
+    box = Delayed(cfg.blackbox.build(), 0.02)
+    objective = cfg.objective.build(output_shape=box.spec.output_shape)
+    t0 = time.perf_counter()
+    with box:
+        optimize(box, objective, cfg.optimizer, cfg.estimator.build())
+    wall = time.perf_counter() - t0
+    duty = {"busy_s": box.stats.busy_s, "wall_s": wall, "duty_cycle": box.stats.busy_s / wall,
+            "iterations": iterations, "delay_s_per_query": 0.02, "method": method.name}
+    line = (f"duty cycle with the twin slowed to a 20 ms-per-query bench ({method.name}, {iterations} iterations): "
+            f"BlackBox {duty['busy_s']:.2f} s / wall {wall:.2f} s = {100 * duty['duty_cycle']:.1f} %")
+    return [line], {"duty_cycle_20ms": duty}
+
+
+EXTRAS = {"twin_throughput": _throughput, "simulator_throughput": _simulator_throughput, "duty_cycle": _duty_cycle}
+
+
+def run_extras(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
+    lines: list[str] = []
+    out: dict[str, Any] = {}
+    for name in task.extras:
+        got_lines, got = EXTRAS[name](copy.deepcopy(task), quick)
+        lines += got_lines
+        out.update(got)
+    return lines, out
+
+
+def bench_log(*, rows: int, quick: bool) -> int:
+    """``hil bench log``: append throughput of the crash-safe query log."""
+    from hil.querylog import benchmark_append
+
+    rows = min(rows, 4000) if quick else rows
+    with tempfile.TemporaryDirectory() as tmp:
+        r = benchmark_append(Path(tmp) / "bench.h5", rows=rows)
+    target = 20000
+    print(f"query-log append (crash-safe, flushed per batch): {r['rows']} rows of {r['row_bytes']} bytes "
+          f"(3600 float32 inputs + 64x64 uint16 frame) in batches of {r['batch']}")
+    print(f"  {r['rows_per_s']:.0f} rows/s, {r['mb_per_s']:.0f} MB/s  (target {target} rows/s: "
+          f"{r['rows_per_s'] / target:.2f}x)")
+    return 0

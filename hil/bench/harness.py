@@ -1,0 +1,245 @@
+"""One harness for every benchmark task: run each method under each seed set at the same total query
+budget, then report what a lab needs to choose a method.
+
+Per method and seed set the loop's trace gives two step curves over total queries (all starts, all
+purposes, probes included): the best objective found over everything measured, and the mean over starts
+of each start's best. The table reports both at ``fractions`` of the budget (mean ± std over seed sets);
+for every gradient method, the queries it needs to reach each peer's final best (on the seed-mean curves)
+and that as a ratio of the peer's queries. JSON (stable; other tools read it)::
+
+    {"task", "sense", "budget", "fractions",
+     "methods": {name: {"kind", "total_queries", "best", "best_std", "mean", "mean_std", ...}},
+     "comparisons": [{"method", "peer", "queries", "ratio", ...}]}
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hil.bench.task import BenchTask, Method
+
+
+@dataclass
+class RunCurve:
+    """One method under one seed set: cumulative queries per round and the two best curves."""
+
+    seed: int
+    queries: np.ndarray  # rounds
+    best: np.ndarray  # rounds: best over everything measured so far
+    mean: np.ndarray  # rounds: mean over starts of each start's best so far
+    wall_s: float
+    busy_s: float
+    stopped: str
+    n_starts: int
+
+    def at(self, q: float, which: str = "best") -> float:
+        """The curve's value after at most ``q`` queries (NaN before its first round)."""
+        values = self.best if which == "best" else self.mean
+        i = int(np.searchsorted(self.queries, q, side="right")) - 1
+        return float(values[i]) if i >= 0 else math.nan
+
+
+@dataclass
+class MethodRuns:
+    method: Method
+    runs: list[RunCurve] = field(default_factory=list)
+
+
+def run_one(task: BenchTask, method: Method, seed: int, log_dir: str | None = None) -> RunCurve:
+    """Run ``method`` under ``seed`` on a fresh box; every query goes through the validated path (and into
+    ``log_dir``'s HDF5 log when given)."""
+    from hil.run import execute, load_run_config
+
+    cfg = load_run_config(task.run_config(method, seed))
+    t0 = time.perf_counter()
+    if log_dir is not None:
+        cfg.log.report = False
+        res = execute(cfg, log_path=f"{log_dir}/{task.name}-{method.name}-seed{seed}.h5")
+        trace, busy = res.trace, res.busy_s
+    else:
+        from hil.optim.section import optimize
+
+        box = cfg.blackbox.build()
+        objective = cfg.objective.build(output_shape=box.spec.output_shape)
+        estimator = cfg.estimator.build() if cfg.estimator is not None else None
+        with box:
+            trace = optimize(box, objective, cfg.optimizer, estimator)
+        busy = box.stats.busy_s
+    best = np.asarray(trace.best_overall, dtype=np.float64)
+    per_start = trace.best_array()
+    with np.errstate(all="ignore"):
+        mean = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in per_start])
+    return RunCurve(seed, np.asarray(trace.queries, dtype=np.float64), best, mean, time.perf_counter() - t0, busy,
+                    trace.stopped, trace.n_starts)
+
+
+def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None) -> dict[str, MethodRuns]:
+    """Every method under every seed set, one after the other."""
+    from tqdm import tqdm
+
+    results = {name: MethodRuns(m) for name, m in task.methods.items()}
+    jobs = [(name, seed) for name in task.methods for seed in task.seeds]
+    bar = tqdm(jobs, desc=f"bench {task.name}", disable=not progress, unit="run")
+    for name, seed in bar:
+        bar.set_postfix(method=name, seed=seed)
+        results[name].runs.append(run_one(task, task.methods[name], seed, log_dir))
+    return results
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return None, None
+    return float(v.mean()), float(v.std())
+
+
+def seed_mean_curve(runs: list[RunCurve], grid: np.ndarray, which: str = "best") -> np.ndarray:
+    """The seed-set mean of a step curve at each grid point (NaN until every seed set has a value)."""
+    values = np.array([[r.at(q, which) for q in grid] for r in runs])
+    with np.errstate(all="ignore"):
+        return np.where(np.isfinite(values).all(axis=0), values.mean(axis=0), np.nan)
+
+
+def queries_to_reach(curve: np.ndarray, grid: np.ndarray, level: float, sense: str) -> int | None:
+    """The first grid point where ``curve`` is at ``level`` or better."""
+    hit = (curve <= level) if sense == "min" else (curve >= level)
+    hit &= np.isfinite(curve)
+    return int(grid[int(np.argmax(hit))]) if hit.any() else None
+
+
+def summarize(task: BenchTask, results: dict[str, MethodRuns], sense: str, grid_points: int = 400) -> dict[str, Any]:
+    """The JSON summary (module docstring)."""
+    budget = task.budget
+    checkpoints = [int(round(f * budget)) for f in task.fractions]
+    out: dict[str, Any] = {"task": task.name, "title": task.title, "sense": sense, "budget": budget,
+                           "fractions": task.fractions, "seeds": task.seeds, "methods": {}, "comparisons": []}
+    for name, mr in results.items():
+        entry: dict[str, Any] = {"kind": mr.method.kind, "total_queries": checkpoints}
+        for which in ("best", "mean"):
+            stats = [_stats([r.at(q, which) for r in mr.runs]) for q in checkpoints]
+            entry[which] = [s[0] for s in stats]
+            entry[f"{which}_std"] = [s[1] for s in stats]
+        entry["queries_used"] = [int(r.queries[-1]) if r.queries.size else 0 for r in mr.runs]
+        entry["final_best_per_seed"] = [r.at(budget) for r in mr.runs]
+        entry["n_starts"] = mr.runs[0].n_starts if mr.runs else None
+        entry["wall_s"] = [r.wall_s for r in mr.runs]
+        entry["stopped"] = [r.stopped for r in mr.runs]
+        entry["optimizer"] = mr.method.optimizer
+        if mr.method.estimator is not None:
+            entry["estimator"] = mr.method.estimator
+        out["methods"][name] = entry
+    grid = np.linspace(budget / grid_points, budget, grid_points)
+    curves = {name: seed_mean_curve(mr.runs, grid) for name, mr in results.items()}
+    for g, gr in results.items():
+        if gr.method.kind != "gradient":
+            continue
+        for p, pr in results.items():
+            if pr.method.kind != "peer":
+                continue
+            out["comparisons"].append(_compare(g, gr, p, pr, curves, grid, sense))
+    return out
+
+
+def _compare(g: str, gr: MethodRuns, p: str, pr: MethodRuns, curves: dict[str, np.ndarray], grid: np.ndarray,
+             sense: str) -> dict[str, Any]:
+    """Queries ``g`` needs to reach ``p``'s final best: on the seed-mean curves, and per seed set."""
+    level = curves[p][-1]
+    peer_q = float(np.mean([r.queries[-1] for r in pr.runs]))
+    q = queries_to_reach(curves[g], grid, level, sense) if math.isfinite(level) else None
+    per_seed = []
+    for rg, rp in zip(gr.runs, pr.runs, strict=False):
+        lvl = rp.at(grid[-1])
+        qs = queries_to_reach(np.array([rg.at(x) for x in grid]), grid, lvl, sense) if math.isfinite(lvl) else None
+        per_seed.append(None if qs is None else qs / float(rp.queries[-1]))
+    return {"method": g, "peer": p, "level": None if not math.isfinite(level) else float(level),
+            "peer_queries": peer_q, "queries": q, "ratio": None if q is None else q / peer_q,
+            "ratios_per_seed": per_seed}
+
+
+def _fmt(mean: float | None, std: float | None) -> str:
+    return "      n/a      " if mean is None else f"{mean:.4g} ± {std:.2g}".ljust(15)
+
+
+def format_table(summary: dict[str, Any]) -> list[str]:
+    """The printed table: best over all starts and mean over starts at each fraction, then the ratios."""
+    fr = summary["fractions"]
+    head = f"{'method':<16}{'kind':<10}" + "".join(f"| best @{int(100 * f)}%".ljust(18) for f in fr)
+    head += f"| mean over starts @{int(100 * fr[-1])}%  | queries used | wall s"
+    lines = [head, "-" * len(head)]
+    for name, m in summary["methods"].items():
+        cells = "".join(f"| {_fmt(b, s)} " for b, s in zip(m["best"], m["best_std"], strict=True))
+        used = int(np.mean(m["queries_used"]))
+        lines.append(f"{name:<16}{m['kind']:<10}{cells}| {_fmt(m['mean'][-1], m['mean_std'][-1])}     | "
+                     f"{used:>12} | {np.mean(m['wall_s']):6.1f}")
+    lines.append("")
+    lines.append("queries a gradient method needs to reach a peer's final best (seed-mean curves; ratio = of the "
+                 "peer's queries; per seed set in brackets):")
+    for c in summary["comparisons"]:
+        got = "never" if c["queries"] is None else f"{c['queries']:>6} = {c['ratio']:.2f}x"
+        per = " ".join("never" if r is None else f"{r:.2f}" for r in c["ratios_per_seed"])
+        level = "n/a" if c["level"] is None else f"{c['level']:.4g}"
+        lines.append(f"  {c['method']:<16} vs {c['peer']:<12} (level {level}): {got}   [{per}]")
+    lines.extend(verdict(summary))
+    return lines
+
+
+def verdict(summary: dict[str, Any], target: float = 0.5) -> list[str]:
+    """The goal: hil's best gradient method reaches the best peer's final best with <= ``target`` x its queries."""
+    sense = summary["sense"]
+    peers = {n: m for n, m in summary["methods"].items() if m["kind"] == "peer" and m["best"][-1] is not None}
+    if not peers or not summary["comparisons"]:
+        return []
+    pick = min if sense == "min" else max
+    best_peer = pick(peers, key=lambda n: peers[n]["best"][-1])
+    against = [c for c in summary["comparisons"] if c["peer"] == best_peer]
+    reached = [c for c in against if c["ratio"] is not None]
+    if not reached:
+        return [f"goal (<= {target}x the best peer's queries): NOT MET: no gradient method reaches {best_peer}'s "
+                f"final best {peers[best_peer]['best'][-1]:.4g} within the budget"]
+    top = min(reached, key=lambda c: c["ratio"])
+    status = "met" if top["ratio"] <= target else "NOT MET"
+    return [f"goal (<= {target}x the best peer's queries): {status}: {top['method']} reaches {best_peer}'s final best "
+            f"{peers[best_peer]['best'][-1]:.4g} with {top['ratio']:.2f}x its queries"]
+
+
+def plot(path: str, summary: dict[str, Any], results: dict[str, MethodRuns], grid_points: int = 200) -> str:
+    """Objective (best over all starts) against total queries: seed-mean lines with min-max bands over seed sets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budget = summary["budget"]
+    grid = np.linspace(budget / grid_points, budget, grid_points)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    styles = {"gradient": "-", "peer": "--", "reference": ":"}
+    for name, mr in results.items():
+        values = np.array([[r.at(q) for q in grid] for r in mr.runs])
+        mean = seed_mean_curve(mr.runs, grid)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a method's first round
+            lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        (line,) = ax.plot(grid, mean, styles[mr.method.kind], label=f"{name} ({mr.method.kind})")
+        if len(mr.runs) > 1:
+            ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xlabel("total device queries (all starts, probes included)")
+    sense = summary["sense"]
+    ax.set_ylabel(f"best objective found ({'lower' if sense == 'min' else 'higher'} is better)")
+    finals = [m["best"][-1] for m in summary["methods"].values() if m["best"][-1] is not None]
+    if sense == "min" and finals and min(finals) > 0:
+        ax.set_yscale("log")
+    n = len(summary["seeds"])
+    ax.set_title(f"{summary['title']}: budget {budget} queries, {n} seed set{'s' if n > 1 else ''}"
+                 + (" (band: min-max)" if n > 1 else ""))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,84 @@
+"""Offline optimisation (paper 000, Algorithm A1): fit a surrogate once on a dataset, then optimise with
+BlackBox forward passes and the frozen surrogate's backward pass.
+
+The dataset is ``dataset_size`` Latin-hypercube queries (``dataset: lhs``, measured as the first,
+uncounted ask and logged with purpose ``initial``) or the rows of an earlier query log
+(``dataset: log``, ``dataset_log: PATH``: nothing is queried for it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+
+from hil.config import require
+from hil.errors import ConfigError
+from hil.optim.base import Ask
+from hil.optim.gradient import GradientConfig, GradientOptimizer
+from hil.registry import OPTIMIZERS
+
+
+@dataclass
+class OfflineConfig(GradientConfig):
+    dataset: Literal["lhs", "log"] = "lhs"
+    dataset_size: int = 1000
+    dataset_log: str | None = None
+    fit_epochs: int = 200
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.dataset_size >= 2, "optimizer.dataset_size must be >= 2")
+        require(self.fit_epochs >= 0, "optimizer.fit_epochs must be >= 0")
+        if self.dataset == "log" and not self.dataset_log:
+            raise ConfigError("optimizer.dataset_log: give the path of a query log when dataset: log")
+
+
+@OPTIMIZERS.register("offline")
+class OfflineOptimizer(GradientOptimizer):
+    """Algorithm A1 (module docstring); needs a ``surrogate`` estimator."""
+
+    Config = OfflineConfig
+    estimator_types: ClassVar[tuple[str, ...]] = ("surrogate",)
+
+    def __init__(self, config: OfflineConfig, **kw) -> None:
+        super().__init__(config, **kw)
+        if not hasattr(self.estimator, "fit_now"):
+            raise ConfigError("optimizer type 'offline' needs estimator type 'surrogate'")
+        self._dataset_pending = True
+
+    def ask(self, iteration: int, max_queries: int | None) -> Ask | None:
+        cfg = self.cfg
+        if self._dataset_pending:
+            self._dataset_pending = False
+            if cfg.dataset == "lhs":
+                return self._initial_ask(cfg.dataset_size)
+            self._fit(*self._log_dataset())
+        return super().ask(iteration, max_queries)
+
+    def tell(self, asked: Ask, y: torch.Tensor, value: torch.Tensor) -> None:
+        if not asked.counted:
+            self._fit(asked.u, y)
+            return
+        self.step(asked, y, value)  # the surrogate is frozen: new measurements only steer the search
+
+    def _log_dataset(self) -> tuple[torch.Tensor, torch.Tensor]:
+        from hil.querylog import read_log
+
+        data = read_log(self.cfg.dataset_log)
+        spec = self.box.spec
+        if data.x.shape[1] != spec.input_dim or tuple(data.y.shape[1:]) != tuple(spec.output_shape):
+            raise ConfigError(
+                f"optimizer.dataset_log: {self.cfg.dataset_log} has inputs of {data.x.shape[1]} and outputs of shape "
+                f"{tuple(data.y.shape[1:])}; the blackbox takes {spec.input_dim} inputs and answers "
+                f"{tuple(spec.output_shape)}"
+            )
+        u = self.box.space.to_unit(torch.from_numpy(data.x))
+        return u, torch.from_numpy(data.y).to(torch.float32)
+
+    def _fit(self, u: torch.Tensor, y: torch.Tensor) -> None:
+        est = self.estimator
+        est.observe(u, y)
+        est.fit_now(self.cfg.fit_epochs)
+        est.frozen = True
