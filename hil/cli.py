@@ -17,14 +17,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from hil.run import execute, load_run_config
 
     config = load_run_config(args.config)
-    total = config.optimizer.loop.iterations
-    bar = tqdm(total=total, desc=config.name, unit="it", disable=args.no_progress, file=sys.stderr,
-               dynamic_ncols=True)
+    loop = config.optimizer.loop
+    by_queries = loop.max_queries is not None  # a query budget: the bar counts queries, else iterations
+    bar = tqdm(total=loop.max_queries if by_queries else loop.iterations, desc=config.name,
+               unit="q" if by_queries else "it", disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
 
     def progress(t, trace):
-        best = np.nanmean(trace.best[-1])
-        bar.n = t + 1
-        bar.set_postfix(queries=trace.queries[-1], best=f"{best:.4g}", refresh=False)
+        bar.n = trace.queries[-1] if by_queries else t + 1
+        bar.set_postfix(it=t + 1, queries=trace.queries[-1], best=f"{trace.best_overall[-1]:.4g}", refresh=False)
         bar.refresh()
 
     try:
@@ -34,9 +34,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     tr = result.trace
     best = tr.best_array()
     print(f"run:     {config.name} ({tr.stopped})")
-    if tr.iterations:
-        print(f"best:    mean {np.nanmean(best[-1]):.5g}, min {np.nanmin(best[-1]):.5g}, "
-              f"max {np.nanmax(best[-1]):.5g} over {best.shape[1]} starting points after {tr.iterations} iterations")
+    if tr.iterations and np.isfinite(best[-1]).any():
+        print(f"best:    {tr.best_overall[-1]:.5g} over everything measured; per start: mean {np.nanmean(best[-1]):.5g}, "
+              f"min {np.nanmin(best[-1]):.5g}, max {np.nanmax(best[-1]):.5g} over {best.shape[1]} starting point(s) "
+              f"after {tr.iterations} iterations")
+    elif tr.iterations:
+        print(f"best:    none: no valid measurement in {tr.iterations} iterations")
     else:
         print("best:    none: no iteration ran")
     print(f"queries: {result.queries} this session; {result.busy_s:.2f} s inside the BlackBox, "

@@ -291,3 +291,19 @@ def test_resume_with_a_different_config_fails(cli_run, tmp_path, capsys):
     assert err.startswith("hil: error: ") and "written by a different config" in err and str(log) in err
     after = read_log(log)
     assert len(after) == len(before) and after.run_ids == before.run_ids  # the log is untouched
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "random", "per_start": 2}, {"type": "cmaes"}])
+def test_run_a_gradient_free_optimizer_without_an_estimator(tmp_path, capsys, optimizer):
+    if optimizer["type"] == "cmaes":
+        pytest.importorskip("cma")
+    data = small_run_config(tmp_path / "runs", **optimizer, max_queries=60, iterations=1000)
+    del data["estimator"], data["optimizer"]["n_starts"]
+    cfg = _write(tmp_path / "peer.yaml", data)
+    log = tmp_path / "peer.h5"
+    assert main(["run", str(cfg), "--no-progress", "--log", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert f"({'query budget 60 reached' if optimizer['type'] == 'random' else ''}" in out
+    assert read_log(log).attrs["config"]["optimizer"]["type"] == optimizer["type"]
+    assert len(read_log(log)) <= 60 and (tmp_path / "peer.png").is_file()
+    assert "estimator" not in read_log(log).attrs["config"]

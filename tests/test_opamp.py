@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 import torch
 from hil.sim_backends.ngspice import INSTALL_HINT, find_libngspice
-from hil.sim_backends.opamp import DESIGN_SPACE, PARAM_NAMES, OpAmpFoM, OpAmpTwin, build_netlist, designs, generic_models_path
+from hil.sim_backends.opamp import (
+    DESIGN_SPACE,
+    PARAM_NAMES,
+    OpAmpFoM,
+    OpAmpTwin,
+    build_netlist,
+    designs,
+    generic_models_path,
+)
 from hil.sim_backends.opamp_measure import fom, measure
 from hil.sim_backends.spice_pool import SimulatorPool
 from hil.sim_backends.spice_worker import with_params

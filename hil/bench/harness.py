@@ -243,3 +243,29 @@ def plot(path: str, summary: dict[str, Any], results: dict[str, MethodRuns], gri
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The summary as a markdown table (best over all starts and mean over starts, mean ± std over seed sets),
+    followed by the query ratios; written beside the JSON."""
+
+    def cell(mean: float | None, std: float | None) -> str:
+        return "n/a" if mean is None else f"{mean:.4g} ± {std:.2g}"
+
+    fr = summary["fractions"]
+    cols = [f"best @{int(100 * f)} %" for f in fr] + [f"mean over starts @{int(100 * fr[-1])} %"]
+    lines = ["| method | kind | " + " | ".join(cols) + " | queries used |", "|---|---|" + "---|" * (len(cols) + 1)]
+    for name, m in summary["methods"].items():
+        cells = [cell(b, s) for b, s in zip(m["best"], m["best_std"], strict=True)]
+        cells.append(cell(m["mean"][-1], m["mean_std"][-1]))
+        lines.append(f"| {name} | {m['kind']} | " + " | ".join(cells) + f" | {int(np.mean(m['queries_used']))} |")
+    lines += ["", "| gradient method | peer | peer's final best | queries to reach it | ratio | per seed set |",
+              "|---|---|---|---|---|---|"]
+    for c in summary["comparisons"]:
+        per = ", ".join("never" if r is None else f"{r:.2f}" for r in c["ratios_per_seed"])
+        level = "n/a" if c["level"] is None else f"{c['level']:.4g}"
+        got = "never" if c["queries"] is None else str(c["queries"])
+        ratio = "—" if c["ratio"] is None else f"{c['ratio']:.2f}x"
+        lines.append(f"| {c['method']} | {c['peer']} | {level} | {got} | {ratio} | {per} |")
+    lines += ["", *verdict(summary)]
+    return "\n".join(lines) + "\n"

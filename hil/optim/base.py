@@ -113,6 +113,8 @@ class Optimizer:
         """A few numbers worth printing or logging about the optimiser's state."""
         return {}
 
+    # optional: ``close()``, called by the loop when it stops for any reason (threads, files of its own)
+
 
 def minimisation_values(value: torch.Tensor, sense: str) -> torch.Tensor:
     """``value`` as a float64 loss to minimise (negated when maximising), with every non-finite entry (an

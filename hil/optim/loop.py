@@ -138,6 +138,16 @@ def _busy_s(box: UnitCubeView) -> float:
 def run_loop(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
              progress: Callable[[int, Trace], None] | None = None) -> Trace:
     """Drive ``optimizer`` on ``box`` (connected) until a budget or the optimiser stops; see the module doc."""
+    try:
+        return _drive(box, objective, optimizer, config, progress)
+    finally:
+        close = getattr(optimizer, "close", None)  # an optimiser with threads or files of its own
+        if callable(close):
+            close()
+
+
+def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
+           progress: Callable[[int, Trace], None] | None) -> Trace:
     trace = Trace(sense=objective.sense, n_starts=int(optimizer.n_starts))
     rec = _Recorder(trace, box.spec.input_dim)
     q0, busy0, t0 = box.stats.queries, _busy_s(box), time.perf_counter()

@@ -37,6 +37,8 @@ CASES = [
          reach=0.02),
     Case("offline", {"type": "offline", "n_starts": 2, "lr": 0.05, "dataset_size": 100, "fit_epochs": 100},
          {**SMALL_SURROGATE, "loss": "mse"}, budget=300, reach=0.15),
+    Case("gradient_tr", {"type": "gradient_tr", "n_starts": 2, "local_samples": 2, "sigma": 0.02,
+                         "length_init": 0.05, "length_max": 0.1}, SMALL_SURROGATE, budget=300, reach=0.15),
     Case("random", {"type": "random", "n_starts": 4, "per_start": 2}, budget=400, reach=0.4),
     Case("guided_es", {"type": "guided_es", "n_starts": 1, "pairs": 2, "sigma": 0.05, "lr": 0.05},
          {**SMALL_SURROGATE, "loss": "gradpie"}, budget=300, reach=0.15),

@@ -1,0 +1,247 @@
+"""CMA-ES through the ``cma`` package's ask/tell interface (``optimizer: {type: cmaes}``).
+
+Each of ``n_starts`` independent ``cma.CMAEvolutionStrategy`` instances asks its whole population in every
+round (rows labelled with the instance's start index, purpose ``population``); the loop measures them and
+``tell`` hands each instance its own population's losses. The settings follow cma's own documentation:
+
+* ``bounds: [0, 1]`` (cma's ``BoundTransform``, the default boundary handler): candidates always lie in the
+  unit cube the loop works in.
+* ``sigma0 = 0.25``: "``sigma0`` should be about 1/4th of the search domain width" (``cma.fmin2``); the
+  domain is ``[0, 1]``, so a quarter of it.
+* ``x0: uniform``: a uniform point per start (the first one is the point :mod:`hil.optim.random_search` and
+  the gradient optimiser start from with the same seed); each restart draws a new one, as ``cma.fmin2``
+  recommends ("to restart from different points (recommended), pass ``x0`` as a callable"). ``centre``
+  starts (and restarts) every instance at ``0.5``.
+* ``popsize: null``: cma's default ``4 + 3 ln d`` (``CMAOptions['popsize']``).
+* ``covariance: auto``: full covariance up to ``d = 100`` (:data:`AUTO_DIAGONAL_ABOVE`), diagonal
+  (``CMA_diagonal: True``, sep-CMA: linear time and memory per sample) above: cma's documented domain of
+  application is "search space dimension between, say, 5 and (a few) 100" (the package description), and
+  full covariance learning needs on the order of ``d^2`` evaluations to pay off, more than a device budget
+  allows beyond that.
+* ``restarts: ipop``: when ``es.stop()`` fires, restart with the population times ``incpopsize = 2``, up to
+  ``max_restarts = 9`` restarts, as ``cma.fmin2(..., restarts=9, incpopsize=2)`` does (its docs recommend
+  ``restarts <= 9``); ``bipop`` alternates such large runs with small, local ones (random smaller population,
+  ``sigma0 * 0.01**U``, at most half the large runs' evaluations), exactly as ``cma.fmin2(..., bipop=True)``;
+  small runs do not count as restarts, as there. ``none``: a start that stops is finished.
+* ``verbose: -9, verb_log: 0, verb_disp: 0``: no printing and no ``outcmaes/`` files.
+
+Determinism: cma's ``seed`` option seeds numpy's *global* generator, so instead every instance samples
+from its own ``numpy.random.Generator`` (cma's ``randn`` option), seeded from the run's seed, and ``seed`` is
+set to NaN ("do nothing"). The same seed therefore asks for the same points in any process, whatever else
+uses numpy's global generator, which a resume (replaying the log through ``tell``) relies on.
+
+With a finite query budget, a round is all or nothing: if the full populations of the running starts do not
+fit in what is left, ``ask`` returns ``None`` (a partial population would leave CMA-ES without a ranking).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from hil.blackbox import BlackBox
+from hil.config import require
+from hil.errors import ConfigError, OptimizerError
+from hil.objectives import Objective
+from hil.optim.base import Ask, Optimizer, make_ask, minimisation_values
+from hil.registry import OPTIMIZERS
+
+#: ``covariance: auto`` uses a diagonal covariance matrix (sep-CMA) when ``d`` exceeds this (see module doc)
+AUTO_DIAGONAL_ABOVE = 100
+
+#: BIPOP: small runs go on while their evaluations stay below this times the large runs' (cma: ``bipop=True``)
+_BIPOP_RATIO = 1.0
+
+
+def _import_cma() -> Any:
+    try:
+        import cma
+    except ImportError as exc:
+        raise ConfigError("optimizer type 'cmaes' needs the cma package: pip install 'hil[peers]'") from exc
+    return cma
+
+
+def _randn(gen: np.random.Generator) -> Callable[..., np.ndarray]:
+    """cma's ``randn`` option: ``randn(lam, N)`` standard normals, drawn from ``gen`` only."""
+
+    def randn(*shape: int) -> np.ndarray:
+        return gen.standard_normal(shape)
+
+    return randn
+
+
+@dataclass
+class _Start:
+    """One start's current CMA-ES instance and its restart bookkeeping (``cma.fmin2``'s restart loop)."""
+
+    es: Any
+    gen: np.random.Generator
+    popsize0: int = 0  # the first run's population (IPOP/BIPOP multiply it)
+    maxiter0: float = math.inf  # the first run's iteration limit (BIPOP's large runs keep it)
+    runs: int = 1  # runs started, the first included
+    small_runs: int = 0  # BIPOP small runs started (they do not count as restarts)
+    small_evals: int = 0  # evaluations spent in small runs (the first run counts as small, as in cma)
+    large_evals: int = 0
+    small: bool = True  # whether the current run is a small one
+    finished: str = ""  # why this start is done; "" while it runs
+    pending: list[np.ndarray] = field(default_factory=list)  # the population asked and not told yet
+
+    @property
+    def restarts(self) -> int:
+        return self.runs - 1
+
+
+@OPTIMIZERS.register("cmaes")
+class CMAES(Optimizer):
+    """``n_starts`` independent (restarting) CMA-ES instances in the unit cube; see the module docstring."""
+
+    @dataclass
+    class Config:
+        n_starts: int = 1
+        sigma0: float = 0.25
+        x0: Literal["uniform", "centre"] = "uniform"
+        popsize: int | None = None
+        covariance: Literal["full", "diagonal", "auto"] = "auto"
+        restarts: Literal["none", "ipop", "bipop"] = "ipop"
+        max_restarts: int = 9
+        incpopsize: float = 2.0
+
+        def __post_init__(self) -> None:
+            require(self.n_starts >= 1, f"optimizer.n_starts must be >= 1, got {self.n_starts}")
+            require(math.isfinite(self.sigma0) and 0 < self.sigma0 <= 1,
+                    f"optimizer.sigma0 must be in (0, 1] (a fraction of the unit cube's width; cma recommends "
+                    f"about 0.25), got {self.sigma0}")
+            require(self.popsize is None or self.popsize >= 2,
+                    f"optimizer.popsize must be >= 2 or null (cma's default 4 + 3 ln d), got {self.popsize}")
+            require(self.max_restarts >= 0, f"optimizer.max_restarts must be >= 0, got {self.max_restarts}")
+            require(math.isfinite(self.incpopsize) and self.incpopsize >= 1,
+                    f"optimizer.incpopsize must be a finite number >= 1, got {self.incpopsize}")
+
+    def __init__(self, config: Config, *, box: BlackBox, objective: Objective | None = None, seed: int = 0) -> None:
+        self.cma = _import_cma()
+        self.cfg = config
+        self.n_starts = config.n_starts
+        self.d = box.spec.input_dim
+        self.sense = getattr(objective, "sense", "min")
+        self.diagonal = config.covariance == "diagonal" or (config.covariance == "auto"
+                                                             and self.d > AUTO_DIAGONAL_ABOVE)
+        self.stop_reason = ""
+        gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(config.n_starts)]
+        x0 = self._first_x0(seed)
+        self.starts: list[_Start] = []
+        for i, gen in enumerate(gens):
+            start = _Start(es=None, gen=gen)
+            start.es = self._new_es(start, x0[i], config.sigma0, config.popsize)
+            start.popsize0, start.maxiter0 = int(start.es.popsize), float(start.es.opts["maxiter"])
+            self.starts.append(start)
+
+    @classmethod
+    def from_config(cls, config: Config, *, box: BlackBox, objective: Objective | None = None, estimator: Any = None,
+                    seed: int = 0, budget: int | None = None) -> CMAES:
+        _import_cma()
+        return cls(config, box=box, objective=objective, seed=seed)
+
+    # -- instances ---------------------------------------------------------------------------
+    def _first_x0(self, seed: int) -> np.ndarray:
+        """``n_starts x d`` first means: the random/gradient optimisers' uniform starts for this seed, or 0.5."""
+        if self.cfg.x0 == "centre":
+            return np.full((self.n_starts, self.d), 0.5)
+        gen = torch.Generator().manual_seed(seed)
+        return torch.rand(self.n_starts, self.d, generator=gen).to(torch.float64).numpy()
+
+    def _restart_x0(self, start: _Start) -> np.ndarray:
+        return np.full(self.d, 0.5) if self.cfg.x0 == "centre" else start.gen.uniform(size=self.d)
+
+    def _new_es(self, start: _Start, x0: np.ndarray, sigma0: float, popsize: int | None,
+                maxiter: float | None = None) -> Any:
+        opts: dict[str, Any] = {
+            "bounds": [0.0, 1.0], "CMA_diagonal": self.diagonal,
+            "seed": np.nan, "randn": _randn(start.gen),  # a private stream, never numpy's global one
+            "verbose": -9, "verb_log": 0, "verb_disp": 0,
+        }
+        if popsize is not None:
+            opts["popsize"] = int(popsize)
+        if maxiter is not None:
+            opts["maxiter"] = maxiter
+        return self.cma.CMAEvolutionStrategy(np.asarray(x0, dtype=np.float64), sigma0, opts)
+
+    def _after_stop(self, index: int) -> None:
+        """``es.stop()`` fired for start ``index``: restart it (IPOP/BIPOP) or mark it finished."""
+        cfg, start = self.cfg, self.starts[index]
+        why = ", ".join(f"{k}={v}" for k, v in dict(start.es.stop()).items())
+        evals = int(start.es.countevals)
+        if start.small:
+            start.small_evals += evals
+        else:
+            start.large_evals += evals
+        if cfg.restarts == "none" or start.runs - start.small_runs > cfg.max_restarts:
+            limit = "" if cfg.restarts == "none" else f" after {start.restarts} restarts"
+            start.finished = f"start {index} stopped ({why}){limit}"
+            return
+        sigma, popsize, maxiter = self._next_run(start)
+        start.es = self._new_es(start, self._restart_x0(start), sigma, popsize, maxiter)
+        start.runs += 1
+
+    def _next_run(self, start: _Start) -> tuple[float, int, float | None]:
+        """``(sigma0, popsize, maxiter)`` of the next run, as ``cma.fmin2``'s restart loop picks them."""
+        cfg = self.cfg
+        if cfg.restarts == "bipop" and start.small_evals < _BIPOP_RATIO * max(1, start.large_evals):
+            start.small, start.small_runs = True, start.small_runs + 1
+            grow = cfg.incpopsize ** (start.runs - start.small_runs)
+            sigma_factor = 0.01 ** start.gen.uniform()
+            popsize = max(2, int(start.popsize0 * grow ** (start.gen.uniform() ** 2)))
+            maxiter = max(1.0, min(start.maxiter0, 0.5 * start.large_evals / popsize))
+            return cfg.sigma0 * sigma_factor, popsize, maxiter
+        start.small = False
+        popsize = int(round(start.popsize0 * cfg.incpopsize ** (start.runs - start.small_runs)))
+        return cfg.sigma0, popsize, (start.maxiter0 if cfg.restarts == "bipop" else None)
+
+    # -- ask / tell --------------------------------------------------------------------------
+    def ask(self, iteration: int, max_queries: int | None) -> Ask | None:
+        """Every running start's full population (``sum popsize x d`` in ``[0, 1]``), or ``None`` when every
+        start has finished or the populations do not fit in ``max_queries``."""
+        running = [i for i, s in enumerate(self.starts) if not s.finished]
+        if not running:
+            self.stop_reason = "CMA-ES finished: " + "; ".join(s.finished for s in self.starts)
+            return None
+        need = sum(int(self.starts[i].es.popsize) for i in running)
+        if max_queries is not None and need > max_queries:
+            self.stop_reason = (f"query budget: the next CMA-ES round needs {need} queries (the full populations of "
+                                f"{len(running)} start(s)) and only {max_queries} are left")
+            return None
+        rows, starts = [], []
+        for i in running:
+            start = self.starts[i]
+            start.pending = [np.asarray(x, dtype=np.float64) for x in start.es.ask()]
+            rows.extend(start.pending)
+            starts.extend([i] * len(start.pending))
+        return make_ask(torch.from_numpy(np.stack(rows)), "population", starts)
+
+    def tell(self, asked: Ask, y: torch.Tensor, value: torch.Tensor) -> None:
+        """Rank each start's population by its loss (NaN ranked last) and update its instance."""
+        for i, start in enumerate(self.starts):
+            if not start.pending:
+                continue
+            rows = (asked.start == i).nonzero().reshape(-1)
+            if rows.numel() != len(start.pending):
+                raise OptimizerError(f"CMAES: start {i} asked for {len(start.pending)} points and was told "
+                                     f"{rows.numel()}")
+            loss = minimisation_values(value[rows], self.sense)
+            start.es.tell(start.pending, loss.tolist())
+            start.pending = []
+            if start.es.stop():
+                self._after_stop(i)
+
+    def state_summary(self) -> dict[str, Any]:
+        """Per start: the current step size (unit-cube widths), population size and restarts so far."""
+        return {
+            "sigma": [float(s.es.sigma) for s in self.starts],
+            "popsize": [int(s.es.popsize) for s in self.starts],
+            "restarts": [s.restarts for s in self.starts],
+            "covariance": "diagonal" if self.diagonal else "full",
+        }
