@@ -36,8 +36,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"run:     {config.name} ({tr.stopped})")
     if tr.iterations and np.isfinite(best[-1]).any():
         print(f"best:    {tr.best_overall[-1]:.5g} over everything measured; per start: mean "
-              f"{np.nanmean(best[-1]):.5g}, min {np.nanmin(best[-1]):.5g}, max {np.nanmax(best[-1]):.5g} over {best.shape[1]} starting point(s) "
-              f"after {tr.iterations} iterations")
+              f"{np.nanmean(best[-1]):.5g}, min {np.nanmin(best[-1]):.5g}, max {np.nanmax(best[-1]):.5g} "
+              f"over {best.shape[1]} starting point(s) after {tr.iterations} iterations")
     elif tr.iterations:
         print(f"best:    none: no valid measurement in {tr.iterations} iterations")
     else:
