@@ -162,20 +162,23 @@ def _compare(g: str, gr: MethodRuns, p: str, pr: MethodRuns, curves: dict[str, n
             "ratios_per_seed": per_seed}
 
 
-def _fmt(mean: float | None, std: float | None) -> str:
-    return "      n/a      " if mean is None else f"{mean:.4g} ± {std:.2g}".ljust(15)
+def _fmt(mean: float | None, std: float | None, one_seed: bool = False) -> str:
+    if mean is None:
+        return "      n/a      "
+    return (f"{mean:.4g}" if one_seed else f"{mean:.4g} ± {std:.2g}").ljust(15)
 
 
 def format_table(summary: dict[str, Any]) -> list[str]:
     """The printed table: best over all starts and mean over starts at each fraction, then the ratios."""
     fr = summary["fractions"]
-    head = f"{'method':<16}{'kind':<10}" + "".join(f"| best @{int(100 * f)}%".ljust(18) for f in fr)
+    head = f"{'method':<19}{'kind':<10}" + "".join(f"| best @{int(100 * f)}%".ljust(18) for f in fr)
     head += f"| mean over starts @{int(100 * fr[-1])}%  | queries used | wall s"
     lines = [head, "-" * len(head)]
+    one = len(summary["seeds"]) == 1
     for name, m in summary["methods"].items():
-        cells = "".join(f"| {_fmt(b, s)} " for b, s in zip(m["best"], m["best_std"], strict=True))
+        cells = "".join(f"| {_fmt(b, s, one)} " for b, s in zip(m["best"], m["best_std"], strict=True))
         used = int(np.mean(m["queries_used"]))
-        lines.append(f"{name:<16}{m['kind']:<10}{cells}| {_fmt(m['mean'][-1], m['mean_std'][-1])}     | "
+        lines.append(f"{name:<19}{m['kind']:<10}{cells}| {_fmt(m['mean'][-1], m['mean_std'][-1], one)}     | "
                      f"{used:>12} | {np.mean(m['wall_s']):6.1f}")
     lines.append("")
     lines.append("queries a gradient method needs to reach a peer's final best (seed-mean curves; ratio = of the "
@@ -249,8 +252,10 @@ def markdown_table(summary: dict[str, Any]) -> str:
     """The summary as a markdown table (best over all starts and mean over starts, mean ± std over seed sets),
     followed by the query ratios; written beside the JSON."""
 
+    one = len(summary["seeds"]) == 1
+
     def cell(mean: float | None, std: float | None) -> str:
-        return "n/a" if mean is None else f"{mean:.4g} ± {std:.2g}"
+        return "n/a" if mean is None else (f"{mean:.4g}" if one else f"{mean:.4g} ± {std:.2g}")
 
     fr = summary["fractions"]
     cols = [f"best @{int(100 * f)} %" for f in fr] + [f"mean over starts @{int(100 * fr[-1])} %"]
