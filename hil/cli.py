@@ -51,9 +51,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from hil.run import load_run_config
+    from hil.config import load_yaml
+    from hil.run import is_pnn_config, load_run_config
 
-    config = load_run_config(args.config)
+    data = load_yaml(args.config)
+    if is_pnn_config(data):
+        from hil.pnn import load_pnn_config
+
+        pnn = load_pnn_config(data)
+        print(f"{args.config}: valid (physical-neural-network experiment {pnn.name}: {', '.join(pnn.modes)}; "
+              f"run it with hil pnn)")
+        return 0
+    config = load_run_config(data)
     parts = [config.blackbox.type, f"optimizer {config.optimizer.type}"]
     if config.estimator is not None:
         parts.append(f"estimator {config.estimator.type}")

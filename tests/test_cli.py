@@ -307,3 +307,9 @@ def test_run_a_gradient_free_optimizer_without_an_estimator(tmp_path, capsys, op
     assert read_log(log).attrs["config"]["optimizer"]["type"] == optimizer["type"]
     assert len(read_log(log)) <= 60 and (tmp_path / "peer.png").is_file()
     assert "estimator" not in read_log(log).attrs["config"]
+
+
+def test_validate_checks_a_pnn_config_too(capsys):
+    root = Path(__file__).resolve().parents[1]
+    assert main(["validate", str(root / "configs" / "pnn_digits.yaml")]) == 0
+    assert "valid (physical-neural-network experiment pnn_digits" in capsys.readouterr().out
