@@ -39,11 +39,6 @@ class ParameterSpace:
                                      torch.ones_like(self.lower))
         self._n_int = torch.where(self.integer, self.upper - self.lower + 1, torch.ones_like(self.lower))
 
-    @property
-    def is_linear(self) -> bool:
-        """No log-scale and no integer input: the map is affine."""
-        return not bool(self.log.any() or self.integer.any())
-
     def to_physical(self, u: torch.Tensor) -> torch.Tensor:
         """``batch x d`` in ``[0, 1]`` -> ``batch x d`` physical values inside ``[lower, upper]`` (float32).
 
@@ -72,15 +67,6 @@ class ParameterSpace:
             uint = (x.round() - self.lower + 0.5) / self._n_int
             u = torch.where(self.integer, uint, u)
         return u.clamp(0, 1)
-
-    def describe(self) -> list[str]:
-        """One line per input that is not plain linear (for reports)."""
-        out = []
-        for i, (sc, whole) in enumerate(zip(self.spec.scale, self.spec.integer, strict=True)):
-            if sc == "log" or whole:
-                kind = "integer" if whole else "log"
-                out.append(f"input {i}: {kind} in [{float(self.lower[i]):.4g}, {float(self.upper[i]):.4g}]")
-        return out
 
 
 class UnitCubeView(BlackBox):

@@ -44,9 +44,6 @@ class OptimizerSection:
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.type, **dataclasses.asdict(self.loop), **dataclasses.asdict(self.options)}
 
-    def n_starts(self) -> int:
-        return int(getattr(self.options, "n_starts", 1))
-
 
 def parse_optimizer(data: Any, where: str = "optimizer") -> OptimizerSection:
     """Validate an optimizer section; errors name ``where.key`` and list what is allowed."""
