@@ -51,7 +51,8 @@ class GradientEstimator:
 
 @ESTIMATORS.register("surrogate")
 class SurrogateEstimator(GradientEstimator):
-    """Online surrogate: trains ``epochs`` epochs on all data seen whenever new data arrived, then differentiates."""
+    """Online surrogate: trains on the data seen whenever new data arrived (``epochs`` full passes, or ``steps``
+    bounded minibatch steps), then differentiates."""
 
     Config = SurrogateConfig
 
@@ -82,7 +83,7 @@ class SurrogateEstimator(GradientEstimator):
         self._pending = True
 
     def fit_pending(self) -> None:
-        """Train ``epochs`` epochs if data arrived since the last fit (once per iteration in the loop)."""
+        """Train (the configured epochs or steps) if data arrived since the last fit (once per iteration)."""
         if self._pending:
             self.fit_now()
 

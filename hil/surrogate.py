@@ -16,8 +16,16 @@
   and it is invariant to a global offset of ``f`` and ``y`` (drifting hardware).
 
 A :class:`Surrogate` owns its data: points are added as they are measured, the
-k-NN pairs are updated incrementally, and :meth:`Surrogate.fit` runs epochs
-over everything seen so far. Inputs are normalised to ``[-1, 1]`` by the
+k-NN pairs are updated incrementally, and :meth:`Surrogate.fit` trains on
+everything seen so far, in one of two ways:
+
+* ``epochs`` (the paper's, ``steps: null``): full passes over all data, so a
+  fit's cost grows with the data and a run's cost quadratically;
+* ``steps`` (bounded): a fixed number of minibatch steps, each minibatch drawn
+  with replacement, ``recent_fraction`` of it from the ``recent_points`` newest
+  points (those measured around the current iterates: recent and local) and
+  the rest from all data (a replay buffer), so a fit costs the same at
+  iteration 10 and at iteration 10,000. Inputs are normalised to ``[-1, 1]`` by the
 BlackBox bounds and outputs are standardised by the first data seen.
 """
 
@@ -80,6 +88,10 @@ class SurrogateConfig:
     # shared: one scale for all outputs (pixels of an image keep their relative weight);
     # per_output: each output standardised alone (figures in different units, e.g. dB, Hz, degrees)
     output_scale: Literal["shared", "per_output"] = "shared"
+    # bounded training: minibatch steps per fit (null: `epochs` full passes over all data)
+    steps: int | None = None
+    recent_fraction: float = 0.5  # bounded training: share of each minibatch from the newest points
+    recent_points: int = 1024     # bounded training: how many of the newest points count as recent
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -90,6 +102,10 @@ class SurrogateConfig:
         require(all(h >= 1 for h in self.hidden), "estimator.hidden: every layer width must be >= 1")
         require(self.value_weight >= 0, "estimator.value_weight must be >= 0")
         require(1 <= self.pairs_per_anchor <= self.k, "estimator.pairs_per_anchor must be in [1, k]")
+        require(self.steps is None or self.steps >= 1,
+                f"estimator.steps must be >= 1 or null (full epochs), got {self.steps}")
+        require(0 <= self.recent_fraction <= 1, f"estimator.recent_fraction must be in [0, 1], got {self.recent_fraction}")
+        require(self.recent_points >= 1, f"estimator.recent_points must be >= 1, got {self.recent_points}")
 
 
 class Surrogate:
@@ -185,18 +201,46 @@ class Surrogate:
         return loss
 
     def fit(self, epochs: int | None = None) -> float:
-        """Run ``epochs`` passes over all data in shuffled minibatches; returns the last epoch's mean loss."""
+        """Train on the data seen so far and return the mean loss of the last epoch (or of the steps).
+
+        ``epochs`` given (a warm-up or an offline fit): that many full passes. Otherwise the configured
+        training: ``steps`` bounded minibatch steps, or ``epochs`` full passes when ``steps`` is null.
+        """
+        bounded = epochs is None and self.config.steps is not None
         epochs = self.config.epochs if epochs is None else epochs
         n = len(self)
-        if n == 0 or epochs == 0:
+        if n == 0 or (epochs == 0 and not bounded):
             return float("nan")
         if self.config.loss == "gradpie" and n < 2:
             return float("nan")
         self.model.train()
         with torch.enable_grad():  # fit() may run inside a physical layer's backward pass
-            last = self._epochs(n, epochs)
+            last = self._steps(n, self.config.steps) if bounded else self._epochs(n, epochs)
         self.model.eval()
         return last
+
+    def _step(self, idx: torch.Tensor) -> float:
+        loss = self._batch_loss(idx)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        self.steps_trained += 1
+        return loss.item()
+
+    def replay_batch(self, n: int) -> torch.Tensor:
+        """Indices of one bounded-training minibatch over ``n`` points: all of them (shuffled) when they fit
+        in a batch, else ``recent_fraction`` drawn from the newest ``recent_points`` and the rest from all."""
+        b = self.config.batch_size
+        if n <= b:
+            return torch.randperm(n, generator=self._gen)
+        n_recent = round(self.config.recent_fraction * b)
+        window = min(self.config.recent_points, n)
+        recent = torch.randint(n - window, n, (n_recent,), generator=self._gen)
+        replay = torch.randint(0, n, (b - n_recent,), generator=self._gen)
+        return torch.cat([recent, replay])
+
+    def _steps(self, n: int, steps: int) -> float:
+        return sum(self._step(self.replay_batch(n)) for _ in range(steps)) / steps
 
     def _epochs(self, n: int, epochs: int) -> float:
         last = float("nan")
@@ -205,12 +249,7 @@ class Surrogate:
             total, count = 0.0, 0
             for lo in range(0, n, self.config.batch_size):
                 idx = perm[lo: lo + self.config.batch_size]
-                loss = self._batch_loss(idx)
-                self.optim.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optim.step()
-                self.steps_trained += 1
-                total += loss.item() * len(idx)
+                total += self._step(idx) * len(idx)
                 count += len(idx)
             last = total / count
         return last

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hil.errors import EstimatorError
+from hil.errors import ConfigError, EstimatorError
 from hil.estimators import (
     ExactEstimator,
     FiniteDifferenceEstimator,
@@ -166,3 +166,55 @@ def test_inverse_distance_pair_weights_follow_their_formula():
         assert float(w.max() / w.min()) > 5  # the coincident pair is capped at median / 10, not infinite
         torch.testing.assert_close(weighted._batch_loss(idx), (terms * w).mean())
         torch.testing.assert_close(uniform._batch_loss(idx), terms.mean())
+
+
+def _linear_data(n: int, d: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, d, generator=gen) * 2 - 1
+    return x, (x @ torch.arange(1.0, d + 1)).unsqueeze(1)
+
+
+def test_bounded_training_costs_the_same_steps_whatever_the_data():
+    """``steps``: a fit runs that many minibatch steps at 100 points and at 5,000 (epochs: n / batch each)."""
+    cfg = dict(loss="mse", hidden=[16], batch_size=64, seed=0)
+    lo, hi = -torch.ones(3), torch.ones(3)
+    for n in (100, 5000):
+        bounded = Surrogate(SurrogateConfig(**cfg, steps=7), lo, hi, (1,))
+        full = Surrogate(SurrogateConfig(**cfg, epochs=1), lo, hi, (1,))
+        for s in (bounded, full):
+            s.add(*_linear_data(n))
+            s.fit()
+        assert bounded.steps_trained == 7
+        assert full.steps_trained == -(-n // 64)
+        bounded.fit(epochs=2)  # an explicit epoch count (warm-up, offline fit) still means full passes
+        assert bounded.steps_trained == 7 + 2 * -(-n // 64)
+
+
+def test_bounded_minibatches_draw_their_share_from_the_newest_points():
+    lo, hi = -torch.ones(3), torch.ones(3)
+    only_recent = Surrogate(SurrogateConfig(steps=1, batch_size=200, recent_fraction=1.0, recent_points=50), lo, hi, (1,))
+    only_replay = Surrogate(SurrogateConfig(steps=1, batch_size=200, recent_fraction=0.0, recent_points=50), lo, hi, (1,))
+    half = Surrogate(SurrogateConfig(steps=1, batch_size=200, recent_fraction=0.5, recent_points=50), lo, hi, (1,))
+    idx = only_recent.replay_batch(1000)
+    assert idx.shape == (200,) and int(idx.min()) >= 950
+    idx = only_replay.replay_batch(1000)
+    assert int(idx.min()) < 500 and int(idx.max()) < 1000
+    idx = half.replay_batch(1000)
+    assert int((idx >= 950).sum()) >= 100  # half from the window, plus the replay draws that land in it
+    assert sorted(half.replay_batch(30).tolist()) == list(range(30))  # fewer points than a batch: all of them
+
+
+def test_bounded_training_fits_a_function():
+    x, y = _linear_data(2000)
+    sur = Surrogate(SurrogateConfig(loss="mse", hidden=[32], steps=400, batch_size=64, lr=3e-3), -torch.ones(3),
+                    torch.ones(3), (1,))
+    sur.add(x, y)
+    first = sur._batch_loss(torch.arange(2000)).item()
+    sur.fit()
+    assert sur._batch_loss(torch.arange(2000)).item() < 0.05 * first
+
+
+@pytest.mark.parametrize("key, value", [("steps", 0), ("recent_fraction", 1.5), ("recent_points", 0)])
+def test_bounded_training_settings_are_checked(key, value):
+    with pytest.raises(ConfigError, match=f"estimator.{key}"):
+        SurrogateConfig(**{key: value})
