@@ -115,7 +115,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if is_task:
         methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
         bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress,
-                   overrides=parse_overrides(args.set), seeds=args.seeds, methods=methods, log_dir=args.log_dir)
+                   overrides=parse_overrides(args.set), seeds=args.seeds, methods=methods, log_dir=args.log_dir,
+                   runs_dir=args.runs_dir)
         return 0
     if args.task in BENCHMARKS.names():
         return BENCHMARKS.get(args.task)(args.json, args.quick)
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, metavar="N", help="run seed sets 0..N-1 instead of the task's")
     p.add_argument("--methods", metavar="A,B", help="run only these methods of the task")
     p.add_argument("--log-dir", metavar="DIR", help="write every run's HDF5 query log into DIR")
+    p.add_argument("--runs-dir", metavar="DIR",
+                   help="keep each finished run in DIR and reuse the runs already there with the same config, so "
+                        "an interrupted benchmark resumes (default with --json: JSON's name + .runs/)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_bench)
     return parser

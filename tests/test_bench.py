@@ -179,3 +179,26 @@ def test_cli_bench_errors_before_running():
     assert proc.returncode == 2 and "--seeds must be >= 1, got 0" in proc.stderr
     proc = run("cnon", "--methods", "gradpie,newton")
     assert proc.returncode == 2 and "--methods: 'newton' is not a method of cnon" in proc.stderr
+
+
+def test_an_interrupted_benchmark_resumes_from_its_kept_runs(task_file, tmp_path, monkeypatch):
+    """Finished runs are kept beside the JSON; the same command reuses them, a changed method reruns."""
+    import hil.bench.harness as harness
+
+    json_path = str(tmp_path / "out" / "tiny.json")
+    first = bench_task(str(task_file), json_path=json_path, progress=False, methods=["gradpie", "random"])
+    kept = sorted(p.name for p in (tmp_path / "out" / "tiny.runs").iterdir())
+    assert kept == ["gradpie-seed0.json", "gradpie-seed1.json", "random-seed0.json", "random-seed1.json"]
+    calls = []
+    real = harness.run_one
+    monkeypatch.setattr(harness, "run_one", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
+    again = bench_task(str(task_file), json_path=json_path, progress=False, methods=["gradpie", "random"])
+    assert calls == []  # nothing reran
+    for name in ("gradpie", "random"):
+        assert again["methods"][name]["best"] == first["methods"][name]["best"]
+    bench_task(str(task_file), json_path=json_path, progress=False, methods=["gradpie", "random"],
+               overrides={"optimizer": {"lr": 0.05}})
+    assert calls == ["gradpie", "gradpie"]  # random has no lr: its runs are still valid
+    (tmp_path / "out" / "tiny.runs" / "random-seed1.json").write_text("{truncated")
+    bench_task(str(task_file), json_path=json_path, progress=False, methods=["random"])
+    assert calls[-1:] == ["random"]

@@ -17,8 +17,10 @@ from hil.errors import ConfigError
 
 def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool = False, progress: bool = True,
                overrides: dict[str, dict[str, Any]] | None = None, seeds: int | None = None,
-               methods: list[str] | None = None, log_dir: str | None = None) -> dict[str, Any]:
-    """Run a task and print its table; returns the JSON summary."""
+               methods: list[str] | None = None, log_dir: str | None = None,
+               runs_dir: str | None = None) -> dict[str, Any]:
+    """Run a task and print its table; returns the JSON summary. Finished runs are kept in ``runs_dir``
+    (default with ``json_path``: beside it, ``NAME.runs/``) and reused when the command is rerun."""
     from hil.bench.extras import run_extras
     from hil.bench.harness import format_table, markdown_table, plot, run_task, summarize
     from hil.bench.task import load_task, validate_methods
@@ -41,8 +43,12 @@ def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool =
     validate_methods(task)
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
+    if runs_dir is None and json_path:
+        runs_dir = str(Path(json_path).with_suffix(".runs"))
+    if runs_dir is not None:
+        print(f"runs kept in {runs_dir}/ (rerun the same command to resume; delete it to start afresh)")
     t0 = time.perf_counter()
-    results = run_task(task, progress=progress, log_dir=log_dir)
+    results = run_task(task, progress=progress, log_dir=log_dir, runs_dir=runs_dir)
     sense = _sense(task)
     summary = summarize(task, results, sense)
     print(f"{task.title} benchmark ({'quick' if quick else 'full'}): budget {task.budget} queries per method and "

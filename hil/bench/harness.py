@@ -14,10 +14,14 @@ and that as a ratio of the peer's queries. JSON (stable; other tools read it)::
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,16 +83,61 @@ def run_one(task: BenchTask, method: Method, seed: int, log_dir: str | None = No
                     trace.stopped, trace.n_starts)
 
 
-def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None) -> dict[str, MethodRuns]:
-    """Every method under every seed set, one after the other."""
+def run_fingerprint(task: BenchTask, method: Method, seed: int) -> str:
+    """What a run's result depends on: its whole run config (problem, method, seed, budget) and hil's version."""
+    from hil.versions import package_versions
+
+    blob = json.dumps({"config": task.run_config(method, seed), "hil": package_versions().get("hil")},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _save_run(path: Path, fingerprint: str, run: RunCurve) -> None:
+    data = {"fingerprint": fingerprint, **{k: v.tolist() if isinstance(v, np.ndarray) else v
+                                           for k, v in dataclasses.asdict(run).items()}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)  # atomic: a killed benchmark leaves a whole run or none
+
+
+def _load_run(path: Path, fingerprint: str) -> RunCurve | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.pop("fingerprint", None) != fingerprint:
+        return None
+    for key in ("queries", "best", "mean"):
+        data[key] = np.asarray([math.nan if v is None else v for v in data[key]], dtype=np.float64)
+    return RunCurve(**data)
+
+
+def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None,
+             runs_dir: str | None = None) -> dict[str, MethodRuns]:
+    """Every method under every seed set, one after the other, a seed set at a time (an interrupted benchmark
+    has whole seed sets). With ``runs_dir`` each finished run is kept there, and a run already there with the
+    same fingerprint (:func:`run_fingerprint`) is read back instead of rerun: the same command resumes."""
     from tqdm import tqdm
 
     results = {name: MethodRuns(m) for name, m in task.methods.items()}
-    jobs = [(name, seed) for name in task.methods for seed in task.seeds]
+    jobs = [(name, seed) for seed in task.seeds for name in task.methods]
+    if runs_dir is not None:
+        Path(runs_dir).mkdir(parents=True, exist_ok=True)
     bar = tqdm(jobs, desc=f"bench {task.name}", disable=not progress, unit="run")
     for name, seed in bar:
         bar.set_postfix(method=name, seed=seed)
-        results[name].runs.append(run_one(task, task.methods[name], seed, log_dir))
+        method = task.methods[name]
+        path = fingerprint = None
+        if runs_dir is not None:
+            path, fingerprint = Path(runs_dir) / f"{name}-seed{seed}.json", run_fingerprint(task, method, seed)
+            kept = _load_run(path, fingerprint)
+            if kept is not None:
+                results[name].runs.append(kept)
+                continue
+        run = run_one(task, method, seed, log_dir)
+        if path is not None:
+            _save_run(path, fingerprint, run)
+        results[name].runs.append(run)
     return results
 
 
