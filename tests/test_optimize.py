@@ -461,19 +461,3 @@ def test_a_non_finite_gradient_stops_the_loop_before_it_reaches_the_blackbox():
             built.run()
     assert len(box.received) == 3  # iterations 0, 1, 2 were measured; no query after the bad gradient
 
-
-def test_guided_es_cosine_schedule_anneals_over_the_budget():
-    from hil.optim.guided_es import GuidedES
-    from hil.testing.problems import ShiftedBox
-
-    box = ShiftedBox(dim=3)
-    objective = None
-    est = SurrogateEstimator(SurrogateEstimator.Config())
-    cfg = GuidedES.Config(pairs=2, lr=0.04, lr_schedule="cosine")
-    opt = GuidedES(cfg, box=box, objective=objective, estimator=est, budget=50)  # 5 queries an iteration
-    assert opt.planned_iterations == 10
-    lrs = [opt.lr_at(t) for t in range(0, 12)]
-    assert lrs[0] == pytest.approx(0.04) and lrs[5] == pytest.approx(0.02) and lrs[10] == pytest.approx(0.0)
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
-    unbudgeted = GuidedES(cfg, box=box, objective=objective, estimator=est)
-    assert unbudgeted.lr_at(7) == 0.04

@@ -10,10 +10,6 @@ Per iteration and start, at the current point ``u`` (unit cube, ``n`` inputs):
    ``g = beta / (2 sigma^2 P) sum_i eps_i (f(u + eps_i) - f(u - eps_i))`` of the measured loss drives an Adam
    step; the surrogate's gradient at ``u`` (``J^T dloss/dy`` at the measured ``y``) joins ``U``.
 
-``lr_schedule: cosine`` anneals Adam's step as ``lr (1 + cos(pi t / T)) / 2`` over the ``T`` iterations the
-query budget affords (constant without a budget): with a fixed step the iterate keeps jittering at the scale
-of ``lr`` on a noisy bench, where CMA-ES shrinks its step size as it converges.
-
 ``sigma`` is the per-input scale of the isotropic part (the paper's ``sigma`` is ``sigma sqrt(n)``), so
 ``eps = sigma (sqrt(alpha) z + sqrt((1 - alpha) n / k) U z_k)``; Adam makes the overall scale of ``g`` moot.
 
@@ -25,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 
@@ -52,11 +48,8 @@ class GuidedES(Optimizer):
         lr: float = 0.02        # Adam step on the unit cube
         adam_beta1: float = 0.9
         adam_beta2: float = 0.999
-        lr_schedule: Literal["constant", "cosine"] = "constant"
 
         def __post_init__(self) -> None:
-            require(self.lr_schedule in ("constant", "cosine"),
-                    f"optimizer.lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
             for name in ("sigma", "alpha", "beta", "lr", "adam_beta1", "adam_beta2"):
                 require(math.isfinite(getattr(self, name)), f"optimizer.{name} must be a finite number")
             require(self.n_starts >= 1, f"optimizer.n_starts must be >= 1, got {self.n_starts}")
@@ -69,7 +62,7 @@ class GuidedES(Optimizer):
             require(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "optimizer.adam_beta1/2 must be in [0, 1)")
 
     def __init__(self, config: Config, *, box: BlackBox, objective: Objective, estimator: GradientEstimator,
-                 seed: int = 0, budget: int | None = None) -> None:
+                 seed: int = 0) -> None:
         self.cfg = config
         self.objective = objective
         self.estimator = estimator.bind(box)
@@ -81,21 +74,11 @@ class GuidedES(Optimizer):
         self.guides: list[list[torch.Tensor]] = [[] for _ in range(config.n_starts)]
         self._eps: torch.Tensor | None = None
         self.last_alignment = math.nan
-        cost = config.n_starts * (1 + 2 * config.pairs + self.estimator.probes_per_point)
-        #: iterations the budget affords (the cosine schedule's length); None: no budget, constant lr
-        self.planned_iterations = None if budget is None else max(1, budget // cost)
 
     @classmethod
     def from_config(cls, config: Config, *, box: BlackBox, objective: Objective, estimator: GradientEstimator,
                     seed: int = 0, budget: int | None = None) -> GuidedES:
-        return cls(config, box=box, objective=objective, estimator=estimator, seed=seed, budget=budget)
-
-    def lr_at(self, iteration: int) -> float:
-        """Adam's step at ``iteration`` under the configured schedule."""
-        if self.cfg.lr_schedule == "constant" or self.planned_iterations is None:
-            return self.cfg.lr
-        t = min(iteration, self.planned_iterations) / self.planned_iterations
-        return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+        return cls(config, box=box, objective=objective, estimator=estimator, seed=seed)
 
     def _sample(self) -> torch.Tensor:
         """``n_starts x P x d`` perturbations drawn from each start's guided covariance."""
@@ -144,8 +127,6 @@ class GuidedES(Optimizer):
                 self.guides[s] = (self.guides[s] + [g_sur[s] / g_sur[s].norm()])[-cfg.subspace:]
         cos = torch.nn.functional.cosine_similarity(g_es, torch.nan_to_num(g_sur), dim=1)
         self.last_alignment = float(cos.mean())
-        for group in self.adam.param_groups:
-            group["lr"] = self.lr_at(asked.iteration)
         self.adam.zero_grad(set_to_none=True)
         self.u.grad = torch.nan_to_num(g_es).to(self.u.dtype)
         self.adam.step()
