@@ -287,8 +287,8 @@ def plot(path: str, summary: dict[str, Any], results: dict[str, MethodRuns], gri
     if sense == "min" and finals and min(finals) > 0:
         ax.set_yscale("log")
     n = len(summary["seeds"])
-    ax.set_title(f"{summary['title']}: budget {budget} queries, {n} seed set{'s' if n > 1 else ''}"
-                 + (" (band: min-max)" if n > 1 else ""))
+    ax.set_title(f"{summary['title']}\nbudget {budget} queries, {n} seed set{'s' if n > 1 else ''}"
+                 + (" (band: min-max over seed sets)" if n > 1 else ""), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
