@@ -228,11 +228,10 @@ class Surrogate:
         return loss.item()
 
     def replay_batch(self, n: int) -> torch.Tensor:
-        """Indices of one bounded-training minibatch over ``n`` points: all of them (shuffled) when they fit
-        in a batch, else ``recent_fraction`` drawn from the newest ``recent_points`` and the rest from all."""
+        """Indices of one bounded-training minibatch over ``n`` points: ``batch_size`` draws with replacement,
+        ``recent_fraction`` of them from the newest ``recent_points`` and the rest from all (also while there
+        are fewer points than a batch, so that every step costs the same)."""
         b = self.config.batch_size
-        if n <= b:
-            return torch.randperm(n, generator=self._gen)
         n_recent = round(self.config.recent_fraction * b)
         window = min(self.config.recent_points, n)
         recent = torch.randint(n - window, n, (n_recent,), generator=self._gen)

@@ -201,7 +201,8 @@ def test_bounded_minibatches_draw_their_share_from_the_newest_points():
     assert int(idx.min()) < 500 and int(idx.max()) < 1000
     idx = half.replay_batch(1000)
     assert int((idx >= 950).sum()) >= 100  # half from the window, plus the replay draws that land in it
-    assert sorted(half.replay_batch(30).tolist()) == list(range(30))  # fewer points than a batch: all of them
+    few = half.replay_batch(30)  # fewer points than a batch: still a whole batch, drawn from all 30
+    assert few.shape == (200,) and int(few.min()) >= 0 and int(few.max()) < 30 and len(set(few.tolist())) > 20
 
 
 def test_bounded_training_fits_a_function():

@@ -89,7 +89,59 @@ def _duty_cycle(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]
     return [line], {"duty_cycle_20ms": duty}
 
 
-EXTRAS = {"twin_throughput": _throughput, "simulator_throughput": _simulator_throughput, "duty_cycle": _duty_cycle}
+#: bounded steps an iteration when a task's method trains full epochs (5 epochs over 1,024 points of 256)
+DEFAULT_BOUNDED_STEPS = 20
+ITERATION_MARKS = (10, 100, 400, 1000)
+
+
+def _per_iteration_s(wall_s: list[float], at: int, window: int = 5) -> float:
+    """Median seconds per iteration over ``window`` iterations ending at iteration ``at`` (1-based)."""
+    import numpy as np
+
+    w = np.diff(np.concatenate([[0.0], np.asarray(wall_s)]))
+    return float(np.median(w[max(0, at - window): at]))
+
+
+def _iteration_cost(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
+    """The first surrogate gradient method for 1,000 iterations (100 quick), with full epochs and with bounded
+    steps, side by side: seconds per iteration at iterations 10, 100, 400, 1,000, and the final best."""
+    from hil.optim.section import optimize
+    from hil.run import load_run_config
+
+    method = next((m for m in task.methods.values() if m.kind == "gradient" and m.estimator is not None
+                   and m.estimator.get("type") == "surrogate"), None)
+    if method is None:
+        return [], {}
+    iterations = 100 if quick else ITERATION_MARKS[-1]
+    marks = [m for m in ITERATION_MARKS if m <= iterations]
+    trainings = {"epochs": {k: v for k, v in method.estimator.items() if k != "steps"},
+                 "bounded": {**method.estimator, "steps": method.estimator.get("steps") or DEFAULT_BOUNDED_STEPS}}
+    out: dict[str, Any] = {"method": method.name, "iterations": iterations, "marks": marks}
+    for name, estimator in trainings.items():
+        data = task.run_config(method, task.seeds[0])
+        data["estimator"] = estimator
+        data["optimizer"] = {**data["optimizer"], "iterations": iterations, "max_queries": None}
+        cfg = load_run_config(data)
+        box = cfg.blackbox.build()
+        objective = cfg.objective.build(output_shape=box.spec.output_shape)
+        with box:
+            trace = optimize(box, objective, cfg.optimizer, cfg.estimator.build())
+        out[name] = {"s_per_iteration": [_per_iteration_s(trace.wall_s, m) for m in marks],
+                     "best": float(trace.best_overall[-1]), "queries": int(trace.queries[-1]),
+                     "wall_s": float(trace.wall_s[-1]),
+                     "training": {k: estimator.get(k) for k in ("epochs", "steps", "batch_size")}}
+    e, b = out["epochs"], out["bounded"]
+    head = " / ".join(str(m) for m in marks)
+    lines = [f"time per iteration of {method.name} at iterations {head} ({iterations} iterations, "
+             f"{e['queries']} queries, seed set {task.seeds[0]}):"]
+    for name, r in (("full epochs", e), (f"bounded, {b['training']['steps']} steps", b)):
+        per = " / ".join(f"{t:.3f}" for t in r["s_per_iteration"])
+        lines.append(f"  {name:<20} {per} s  (last / first = {r['s_per_iteration'][-1] / r['s_per_iteration'][0]:.2f}x)"
+                     f"; final best {r['best']:.4g}; run {r['wall_s']:.0f} s")
+    return lines, {"iteration_cost": out}
+
+
+EXTRAS = {"iteration_cost": _iteration_cost, "twin_throughput": _throughput, "simulator_throughput": _simulator_throughput, "duty_cycle": _duty_cycle}
 
 
 def run_extras(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
