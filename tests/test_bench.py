@@ -202,3 +202,19 @@ def test_an_interrupted_benchmark_resumes_from_its_kept_runs(task_file, tmp_path
     (tmp_path / "out" / "tiny.runs" / "random-seed1.json").write_text("{truncated")
     bench_task(str(task_file), json_path=json_path, progress=False, methods=["random"])
     assert calls[-1:] == ["random"]
+
+
+def test_iteration_cost_runs_the_surrogate_method_both_ways_at_equal_queries(task_file):
+    from hil.bench.extras import DEFAULT_BOUNDED_STEPS, run_extras
+
+    task = load_task(str(task_file))
+    task.extras = ["iteration_cost"]
+    lines, out = run_extras(task, quick=True)
+    cost = out["iteration_cost"]
+    assert cost["method"] == "gradpie" and cost["marks"] == [10, 100]
+    assert cost["epochs"]["training"]["steps"] is None
+    assert cost["bounded"]["training"]["steps"] == DEFAULT_BOUNDED_STEPS
+    assert cost["epochs"]["queries"] == cost["bounded"]["queries"] == 100 * 3 * 2  # 3 starts x (step + 1 sample)
+    for name in ("epochs", "bounded"):
+        assert all(t > 0 for t in cost[name]["s_per_iteration"]) and math.isfinite(cost[name]["best"])
+    assert any("bounded, 20 steps" in line for line in lines)
