@@ -218,3 +218,10 @@ def test_iteration_cost_runs_the_surrogate_method_both_ways_at_equal_queries(tas
     for name in ("epochs", "bounded"):
         assert all(t > 0 for t in cost[name]["s_per_iteration"]) and math.isfinite(cost[name]["best"])
     assert any("bounded, 20 steps" in line for line in lines)
+
+
+def test_an_unknown_extra_fails_before_anything_runs(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "extras": ["duty_cycles"]}))
+    with pytest.raises(ConfigError, match="extras: 'duty_cycles' is not a measurement.*duty_cycle"):
+        bench_task(str(path), progress=False)

@@ -21,7 +21,7 @@ def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool =
                runs_dir: str | None = None) -> dict[str, Any]:
     """Run a task and print its table; returns the JSON summary. Finished runs are kept in ``runs_dir``
     (default with ``json_path``: beside it, ``NAME.runs/``) and reused when the command is rerun."""
-    from hil.bench.extras import run_extras
+    from hil.bench.extras import EXTRAS, run_extras
     from hil.bench.harness import format_table, markdown_table, plot, run_task, summarize
     from hil.bench.task import load_task, validate_methods
 
@@ -41,6 +41,10 @@ def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool =
                               f"{', '.join(task.methods)}")
         task.methods = {k: v for k, v in task.methods.items() if k in methods}
     validate_methods(task)
+    unknown = [e for e in task.extras if e not in EXTRAS]
+    if unknown:
+        raise ConfigError(f"{task.name}: extras: {unknown[0]!r} is not a measurement hil has; known: "
+                          f"{', '.join(sorted(EXTRAS))}")
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
     if runs_dir is None and json_path:
