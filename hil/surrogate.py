@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from hil.config import require
+from hil.device import resolve_device
 from hil.knn import KNNPairs
 
 LossName = Literal["mse", "mae", "gradpie"]
@@ -92,6 +93,7 @@ class SurrogateConfig:
     steps: int | None = None
     recent_fraction: float = 0.5  # bounded training: share of each minibatch from the newest points
     recent_points: int = 1024     # bounded training: how many of the newest points count as recent
+    device: str = "auto"          # auto | cpu | cuda | cuda:N: where the model, its data and its pairs live
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -106,6 +108,7 @@ class SurrogateConfig:
                 f"estimator.steps must be >= 1 or null (full epochs), got {self.steps}")
         require(0 <= self.recent_fraction <= 1, f"estimator.recent_fraction must be in [0, 1], got {self.recent_fraction}")
         require(self.recent_points >= 1, f"estimator.recent_points must be >= 1, got {self.recent_points}")
+        resolve_device(self.device, "estimator.device")
 
 
 class Surrogate:
@@ -114,8 +117,9 @@ class Surrogate:
     def __init__(self, config: SurrogateConfig, lower: torch.Tensor, upper: torch.Tensor,
                  output_shape: tuple[int, ...]) -> None:
         self.config = config
-        self.lower = lower.to(torch.float32)
-        self.span = (upper - lower).to(torch.float32)
+        self.device = resolve_device(config.device, "estimator.device")
+        self.lower = lower.to(self.device, torch.float32)
+        self.span = (upper - lower).to(self.device, torch.float32)
         self.output_shape = tuple(output_shape)
         d_out = 1
         for s in self.output_shape:
@@ -125,10 +129,10 @@ class Surrogate:
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             d_features = len(lower) * (2 if config.input_features == "phase" else 1)
-            self.model = MLP(d_features, d_out, config.hidden, config.layer_norm)
+            self.model = MLP(d_features, d_out, config.hidden, config.layer_norm).to(self.device)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.x = torch.empty(0, len(lower))  # normalised inputs, n x d_in
-        self.y = torch.empty(0, d_out)       # standardised outputs, n x d_out
+        self.x = torch.empty(0, len(lower), device=self.device)  # normalised inputs, n x d_in
+        self.y = torch.empty(0, d_out, device=self.device)       # standardised outputs, n x d_out
         self.y_mean: torch.Tensor | None = None
         self.y_std: torch.Tensor | None = None
         self.knn = KNNPairs(config.k) if config.loss == "gradpie" else None
@@ -136,7 +140,8 @@ class Surrogate:
 
     # -- data ----------------------------------------------------------------------
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return 2 * (x.to(torch.float32) - self.lower) / self.span - 1
+        """Physical inputs (any device) -> ``[-1, 1]`` on the surrogate's device."""
+        return 2 * (x.to(self.device, torch.float32) - self.lower) / self.span - 1
 
     def _net(self, xn: torch.Tensor) -> torch.Tensor:
         """The MLP on normalised inputs; ``phase`` features treat each input's bounds as one period."""
@@ -147,19 +152,19 @@ class Surrogate:
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Add measured pairs: ``b x d_in`` inputs, ``b x *output_shape`` outputs (non-finite rows are skipped)."""
-        y = y.detach().to(torch.float32).reshape(y.shape[0], -1)
+        y = y.detach().to(self.device, torch.float32).reshape(y.shape[0], -1)
         keep = torch.isfinite(y).all(dim=1)
         if not bool(keep.any()):
             return
-        x, y = x.detach()[keep], y[keep]
+        x, y = x.detach().to(self.device)[keep], y[keep]
         if self.y_mean is None:
             self.y_mean = y.mean(dim=0)
-            std = y.std(dim=0) if y.shape[0] > 1 else torch.ones(self.d_out)
+            std = y.std(dim=0) if y.shape[0] > 1 else torch.ones(self.d_out, device=self.device)
             if self.config.output_scale == "per_output":
                 self.y_std = torch.where(std > 1e-8 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
             else:
                 scale = std.mean().clamp_min(1e-8)  # one scale for all outputs keeps their relative weight
-                self.y_std = torch.full((self.d_out,), float(scale))
+                self.y_std = torch.full((self.d_out,), float(scale), device=self.device)
         xn = self.normalise(x)
         self.x = torch.cat([self.x, xn])
         self.y = torch.cat([self.y, (y - self.y_mean) / self.y_std])
@@ -171,20 +176,23 @@ class Surrogate:
 
     # -- model ---------------------------------------------------------------------
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Differentiable prediction in physical units: ``batch x d_in`` -> ``batch x *output_shape``."""
+        """Differentiable prediction in physical units: ``batch x d_in`` -> ``batch x *output_shape``, on
+        ``x``'s device."""
         if self.y_mean is None:
             raise RuntimeError("the surrogate has no data yet")
         out = self._net(self.normalise(x)) * self.y_std + self.y_mean
-        return out.reshape(x.shape[0], *self.output_shape)
+        return out.reshape(x.shape[0], *self.output_shape).to(x.device)
 
     def _batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
         cfg = self.config
+        idx = idx.to(self.device)
         if cfg.loss in ("mse", "mae"):
             err = self._net(self.x[idx]) - self.y[idx]
             return err.pow(2).mean() if cfg.loss == "mse" else err.abs().mean()
         nbr, dist = self.knn.neighbours[idx], self.knn.distances[idx]  # b x k
         if cfg.pairs_per_anchor < cfg.k:  # an unbiased subsample of the k pairs: (1 + pairs) forward rows per anchor
             pick = torch.rand(nbr.shape, generator=self._gen).argsort(dim=1)[:, : cfg.pairs_per_anchor]
+            pick = pick.to(self.device)
             nbr, dist = torch.gather(nbr, 1, pick), torch.gather(dist, 1, pick)
         valid = nbr >= 0
         nbr = torch.where(valid, nbr, idx.unsqueeze(1))  # self pairs contribute zero

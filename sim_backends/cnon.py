@@ -19,6 +19,7 @@ import torch
 
 from hil.blackbox import BlackBox, BlackBoxSpec
 from hil.config import require
+from hil.device import resolve_device
 from hil.registry import BLACKBOXES
 
 
@@ -36,8 +37,10 @@ class CNONTwin(BlackBox):
         input_bound: float = 1.0
         seed: int = 0
         out_of_bounds: Literal["reject", "clip"] = "clip"
+        device: str = "auto"  # auto | cpu | cuda | cuda:N: where the integration runs (answers come back on CPU)
 
         def __post_init__(self) -> None:
+            resolve_device(self.device, "blackbox.device")
             require(self.dim >= 1, f"blackbox.dim must be >= 1, got {self.dim}")
             require(self.steps >= 1, f"blackbox.steps must be >= 1, got {self.steps}")
             require(self.horizon > 0, f"blackbox.horizon must be > 0, got {self.horizon}")
@@ -62,16 +65,19 @@ class CNONTwin(BlackBox):
         a = torch.rand(cfg.dim, cfg.dim, generator=gen)
         j = cfg.coupling * (a + a.T) / 2
         j.fill_diagonal_(0.0)
+        self.device = resolve_device(cfg.device, "blackbox.device")
         self.coupling_matrix = j
-        self.k_matrix = j - torch.diag(j.sum(dim=1)) - torch.eye(cfg.dim)
-        self.drive = (torch.rand(cfg.dim, generator=gen) * 2 - 1) * cfg.drive
+        self.k_matrix = (j - torch.diag(j.sum(dim=1)) - torch.eye(cfg.dim)).to(self.device)
+        self.drive = ((torch.rand(cfg.dim, generator=gen) * 2 - 1) * cfg.drive).to(self.device)
 
     @classmethod
     def from_config(cls, config: Config) -> CNONTwin:
         return cls(config)
 
     def forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
-        """Batched RK4: ``batch x dim`` -> ``batch x dim`` (differentiable, not validated, not logged)."""
+        """Batched RK4: ``batch x dim`` -> ``batch x dim`` on ``x``'s device (computed on the twin's device;
+        differentiable, not validated, not logged)."""
+        caller, x = x.device, x.to(self.device)
         k_t = self.k_matrix.to(x.dtype).T
         b = self.drive.to(x.dtype)
         dt = self.config.horizon / self.config.steps
@@ -93,7 +99,7 @@ class CNONTwin(BlackBox):
             a4 = accel(q4)
             q = q + dt / 6 * (v + 2 * v2 + 2 * v3 + v4)
             v = v + dt / 6 * (a1 + 2 * a2 + 2 * a3 + a4)
-        return q
+        return q.to(caller)
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

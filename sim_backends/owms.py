@@ -39,6 +39,7 @@ import torch
 
 from hil.blackbox import BlackBox, BlackBoxSpec
 from hil.config import require
+from hil.device import resolve_device
 from hil.errors import ConfigError, DeviceError
 from hil.objectives import Objective
 from hil.registry import BLACKBOXES, OBJECTIVES
@@ -76,8 +77,10 @@ class OWMSTwin(BlackBox):
         camera_offset_m: list[float] = None  # type: ignore[assignment]  # [x, y]; default [0, 0]
         power: float = 1.0
         out_of_bounds: Literal["reject", "clip"] = "reject"
+        device: str = "auto"  # auto | cpu | cuda | cuda:N: where the propagation runs (answers come back on CPU)
 
         def __post_init__(self) -> None:
+            resolve_device(self.device, "blackbox.device")
             self.slm_shape = [60, 60] if self.slm_shape is None else list(self.slm_shape)
             self.camera_shape = [32, 32] if self.camera_shape is None else list(self.camera_shape)
             self.beam_offset_m = [0.0, 0.0] if self.beam_offset_m is None else [float(v) for v in self.beam_offset_m]
@@ -119,7 +122,9 @@ class OWMSTwin(BlackBox):
                 out_of_bounds=cfg.out_of_bounds,
             )
         )
-        self._beam, self._kernel_fft, self._fft_size, self._out_size = self._build_optics(cfg)
+        self.device = resolve_device(cfg.device, "blackbox.device")
+        beam, kernel_fft, self._fft_size, self._out_size = self._build_optics(cfg)
+        self._beam, self._kernel_fft = beam.to(self.device), kernel_fft.to(self.device)
 
     @classmethod
     def from_config(cls, config: Config) -> OWMSTwin:
@@ -187,13 +192,14 @@ class OWMSTwin(BlackBox):
         return torch.fft.ifft(out, dim=-1)[..., : self._out_size[1]]
 
     def forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
-        """``batch x 3600`` phases -> ``batch x cam_rows x cam_cols`` power fraction (differentiable)."""
-        phase = x.to(torch.float32).reshape(x.shape[0], *self.slm_shape)
+        """``batch x 3600`` phases -> ``batch x cam_rows x cam_cols`` power fraction on ``x``'s device (computed
+        on the twin's device; differentiable)."""
+        phase = x.to(self.device, torch.float32).reshape(x.shape[0], *self.slm_shape)
         intensity = self.camera_field(phase).abs().square()
         b = self.config.binning
         if b > 1:
             intensity = torch.nn.functional.avg_pool2d(intensity.unsqueeze(1), b).squeeze(1) * (b * b)
-        return intensity
+        return intensity.to(x.device)
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -44,3 +44,13 @@ def small_run_config(tmp_path, **optimizer) -> dict:
         "optimizer": {"n_starts": 3, "iterations": 8, **optimizer},
         "log": {"dir": str(tmp_path)},
     }
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.gpu`` tests skip unless torch sees a GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)

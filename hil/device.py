@@ -1,0 +1,36 @@
+"""Where tensors live: ``device: auto | cpu | cuda | cuda:N`` in a twin's or a surrogate's config.
+
+``auto`` picks the first GPU when torch sees one, else the CPU. Whatever the device, a BlackBox's
+``query`` and a surrogate's ``predict``/``vjp`` take inputs on any device and return CPU tensors or
+tensors on the caller's device (documented per method), so the loop, the log and the optimisers never
+assume where a model computes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hil.errors import ConfigError
+
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str, key: str = "device") -> torch.device:
+    """The torch device ``name`` stands for; ``key`` (as the user wrote it) names it in errors."""
+    if not isinstance(name, str):
+        raise ConfigError(f"{key} must be one of {DEVICE_CHOICES}, got {name!r}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{key} must be one of {DEVICE_CHOICES}, got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{key} must be one of {DEVICE_CHOICES}, got {name!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key} is {name!r} but torch sees no GPU here (torch.cuda.is_available() is "
+                              "False); write auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{key} is {name!r} but torch sees {torch.cuda.device_count()} GPU(s)")
+    return device
