@@ -116,7 +116,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
         bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress,
                    overrides=parse_overrides(args.set), seeds=args.seeds, methods=methods, log_dir=args.log_dir,
-                   runs_dir=args.runs_dir)
+                   runs_dir=args.runs_dir, executor=args.executor, workers=args.jobs, address=args.address)
         return 0
     if args.task in BENCHMARKS.names():
         return BENCHMARKS.get(args.task)(args.json, args.quick)
@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", metavar="DIR",
                    help="keep each finished run in DIR and reuse the runs already there with the same config, so "
                         "an interrupted benchmark resumes (default with --json: JSON's name + .runs/)")
+    p.add_argument("--executor", choices=["process", "serial", "ray"], default="process",
+                   help="where the runs execute: parallel local processes (default), this process, or Ray")
+    p.add_argument("--jobs", type=int, metavar="N", help="parallel processes (default: one per CPU core)")
+    p.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: join this Ray cluster "
+                                                           "(default: start a local Ray instance)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_bench)
     return parser

@@ -225,3 +225,33 @@ def test_an_unknown_extra_fails_before_anything_runs(tmp_path):
     path.write_text(yaml.safe_dump({**TINY, "extras": ["duty_cycles"]}))
     with pytest.raises(ConfigError, match="extras: 'duty_cycles' is not a measurement.*duty_cycle"):
         bench_task(str(path), progress=False)
+
+
+def _curves(summary):
+    return {name: (m["best"], m["mean"], m["final_best_per_seed"]) for name, m in summary["methods"].items()}
+
+
+def test_parallel_processes_give_the_serial_curves(task_file):
+    serial = bench_task(str(task_file), progress=False, methods=["gradpie", "random"], executor="serial")
+    parallel = bench_task(str(task_file), progress=False, methods=["gradpie", "random"], executor="process",
+                          workers=2)
+    assert _curves(parallel) == _curves(serial)
+
+
+def test_a_ray_sweep_gives_the_serial_curves(task_file):
+    pytest.importorskip("ray", reason="pip install 'hil[ray]'")
+    serial = bench_task(str(task_file), progress=False, methods=["random", "exact"], seeds=1, executor="serial")
+    on_ray = bench_task(str(task_file), progress=False, methods=["random", "exact"], seeds=1, executor="ray")
+    assert _curves(on_ray) == _curves(serial)
+
+
+def test_a_failing_run_names_itself_and_bad_executor_flags_fail_first(task_file):
+    from hil.bench.executors import run_all
+
+    with pytest.raises(RuntimeError, match=r"run \('sqrt', -1\) failed in a worker process: math domain error"):
+        list(run_all(math.sqrt, {("sqrt", -1): (-1.0,), ("sqrt", 4): (4.0,)}, executor="process", workers=2))
+    for kwargs, message in [({"executor": "dask"}, "--executor must be one of serial, process, ray"),
+                            ({"executor": "process", "workers": 0}, "--jobs must be >= 1"),
+                            ({"executor": "process", "address": "h:6379"}, "--address joins a Ray cluster")]:
+        with pytest.raises(ConfigError, match=message):
+            bench_task(str(task_file), progress=False, **kwargs)

@@ -18,9 +18,11 @@ from hil.errors import ConfigError
 def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool = False, progress: bool = True,
                overrides: dict[str, dict[str, Any]] | None = None, seeds: int | None = None,
                methods: list[str] | None = None, log_dir: str | None = None,
-               runs_dir: str | None = None) -> dict[str, Any]:
+               runs_dir: str | None = None, executor: str = "serial", workers: int | None = None,
+               address: str | None = None) -> dict[str, Any]:
     """Run a task and print its table; returns the JSON summary. Finished runs are kept in ``runs_dir``
     (default with ``json_path``: beside it, ``NAME.runs/``) and reused when the command is rerun."""
+    from hil.bench.executors import check_executor
     from hil.bench.extras import EXTRAS, run_extras
     from hil.bench.harness import format_table, markdown_table, plot, run_task, summarize
     from hil.bench.task import load_task, validate_methods
@@ -41,6 +43,7 @@ def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool =
                               f"{', '.join(task.methods)}")
         task.methods = {k: v for k, v in task.methods.items() if k in methods}
     validate_methods(task)
+    check_executor(executor, workers, address)
     unknown = [e for e in task.extras if e not in EXTRAS]
     if unknown:
         raise ConfigError(f"{task.name}: extras: {unknown[0]!r} is not a measurement hil has; known: "
@@ -52,7 +55,8 @@ def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool =
     if runs_dir is not None:
         print(f"runs kept in {runs_dir}/ (rerun the same command to resume; delete it to start afresh)")
     t0 = time.perf_counter()
-    results = run_task(task, progress=progress, log_dir=log_dir, runs_dir=runs_dir)
+    results = run_task(task, progress=progress, log_dir=log_dir, runs_dir=runs_dir, executor=executor,
+                       workers=workers, address=address)
     sense = _sense(task)
     summary = summarize(task, results, sense)
     print(f"{task.title} benchmark ({'quick' if quick else 'full'}): budget {task.budget} queries per method and "

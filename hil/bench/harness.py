@@ -112,32 +112,46 @@ def _load_run(path: Path, fingerprint: str) -> RunCurve | None:
     return RunCurve(**data)
 
 
-def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None,
-             runs_dir: str | None = None) -> dict[str, MethodRuns]:
-    """Every method under every seed set, one after the other, a seed set at a time (an interrupted benchmark
-    has whole seed sets). With ``runs_dir`` each finished run is kept there, and a run already there with the
-    same fingerprint (:func:`run_fingerprint`) is read back instead of rerun: the same command resumes."""
+def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None, runs_dir: str | None = None,
+             executor: str = "serial", workers: int | None = None, address: str | None = None
+             ) -> dict[str, MethodRuns]:
+    """Every method under every seed set, on ``executor`` (:mod:`hil.bench.executors`), queued a seed set at a
+    time (an interrupted benchmark has whole seed sets). With ``runs_dir`` each finished run is kept there
+    as it arrives, and a run already there with the same fingerprint (:func:`run_fingerprint`) is read back
+    instead of rerun: the same command resumes."""
     from tqdm import tqdm
 
-    results = {name: MethodRuns(m) for name, m in task.methods.items()}
-    jobs = [(name, seed) for seed in task.seeds for name in task.methods]
+    from hil.bench.executors import run_all
+
+    order = [(name, seed) for seed in task.seeds for name in task.methods]
+    done: dict[tuple[str, int], RunCurve] = {}
+    pending: dict[tuple[str, int], tuple] = {}
+    paths: dict[tuple[str, int], tuple[Path, str]] = {}
     if runs_dir is not None:
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
-    bar = tqdm(jobs, desc=f"bench {task.name}", disable=not progress, unit="run")
-    for name, seed in bar:
-        bar.set_postfix(method=name, seed=seed)
+    for name, seed in order:
         method = task.methods[name]
-        path = fingerprint = None
         if runs_dir is not None:
             path, fingerprint = Path(runs_dir) / f"{name}-seed{seed}.json", run_fingerprint(task, method, seed)
+            paths[(name, seed)] = (path, fingerprint)
             kept = _load_run(path, fingerprint)
             if kept is not None:
-                results[name].runs.append(kept)
+                done[(name, seed)] = kept
                 continue
-        run = run_one(task, method, seed, log_dir)
-        if path is not None:
-            _save_run(path, fingerprint, run)
-        results[name].runs.append(run)
+        pending[(name, seed)] = (task, method, seed, log_dir)
+    bar = tqdm(total=len(order), initial=len(done), desc=f"bench {task.name}", disable=not progress, unit="run")
+    if pending:
+        bar.set_postfix(method=next(iter(pending))[0], seed=next(iter(pending))[1])
+    for key, run in run_all(run_one, pending, executor=executor, workers=workers, address=address):
+        if key in paths:
+            _save_run(*paths[key], run)
+        done[key] = run
+        bar.update(1)
+        bar.set_postfix(finished=f"{key[0]}/seed{key[1]}")
+    bar.close()
+    results = {name: MethodRuns(m) for name, m in task.methods.items()}
+    for name, seed in order:
+        results[name].runs.append(done[(name, seed)])
     return results
 
 
