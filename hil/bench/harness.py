@@ -112,47 +112,73 @@ def _load_run(path: Path, fingerprint: str) -> RunCurve | None:
     return RunCurve(**data)
 
 
-def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None, runs_dir: str | None = None,
-             executor: str = "serial", workers: int | None = None, address: str | None = None
-             ) -> dict[str, MethodRuns]:
-    """Every method under every seed set, on ``executor`` (:mod:`hil.bench.executors`), queued a seed set at a
-    time (an interrupted benchmark has whole seed sets). With ``runs_dir`` each finished run is kept there
-    as it arrives, and a run already there with the same fingerprint (:func:`run_fingerprint`) is read back
-    instead of rerun: the same command resumes."""
-    from tqdm import tqdm
+@dataclass
+class RunPlan:
+    """One task's runs: those kept from an earlier sweep and those still to run (keyed by method and seed)."""
 
-    from hil.bench.executors import run_all
+    task: BenchTask
+    order: list[tuple[str, int]]
+    done: dict[tuple[str, int], RunCurve]
+    pending: dict[tuple[str, int], tuple]
+    paths: dict[tuple[str, int], tuple[Path, str]]
 
+    def results(self) -> dict[str, MethodRuns]:
+        out = {name: MethodRuns(m) for name, m in self.task.methods.items()}
+        for name, seed in self.order:
+            out[name].runs.append(self.done[(name, seed)])
+        return out
+
+
+def plan_runs(task: BenchTask, *, log_dir: str | None = None, runs_dir: str | None = None) -> RunPlan:
+    """The runs of ``task``, a seed set at a time; with ``runs_dir``, a run kept there with the same
+    fingerprint (:func:`run_fingerprint`) is read back instead of queued."""
     order = [(name, seed) for seed in task.seeds for name in task.methods]
-    done: dict[tuple[str, int], RunCurve] = {}
-    pending: dict[tuple[str, int], tuple] = {}
-    paths: dict[tuple[str, int], tuple[Path, str]] = {}
+    plan = RunPlan(task, order, {}, {}, {})
     if runs_dir is not None:
         Path(runs_dir).mkdir(parents=True, exist_ok=True)
     for name, seed in order:
         method = task.methods[name]
         if runs_dir is not None:
             path, fingerprint = Path(runs_dir) / f"{name}-seed{seed}.json", run_fingerprint(task, method, seed)
-            paths[(name, seed)] = (path, fingerprint)
+            plan.paths[(name, seed)] = (path, fingerprint)
             kept = _load_run(path, fingerprint)
             if kept is not None:
-                done[(name, seed)] = kept
+                plan.done[(name, seed)] = kept
                 continue
-        pending[(name, seed)] = (task, method, seed, log_dir)
-    bar = tqdm(total=len(order), initial=len(done), desc=f"bench {task.name}", disable=not progress, unit="run")
-    if pending:
-        bar.set_postfix(method=next(iter(pending))[0], seed=next(iter(pending))[1])
-    for key, run in run_all(run_one, pending, executor=executor, workers=workers, address=address):
-        if key in paths:
-            _save_run(*paths[key], run)
-        done[key] = run
+        plan.pending[(name, seed)] = (task, method, seed, log_dir)
+    return plan
+
+
+def execute_plans(plans: list[RunPlan], *, progress: bool = True, executor: str = "serial",
+                  workers: int | None = None, address: str | None = None, desc: str = "bench") -> None:
+    """Run every pending run of ``plans`` in one pool (:mod:`hil.bench.executors`), keeping each as it arrives."""
+    from tqdm import tqdm
+
+    from hil.bench.executors import run_all
+
+    jobs = {(i, *key): args for i, plan in enumerate(plans) for key, args in plan.pending.items()}
+    total = sum(len(p.order) for p in plans)
+    bar = tqdm(total=total, initial=total - len(jobs), desc=desc, disable=not progress, unit="run")
+    for (i, name, seed), run in run_all(run_one, jobs, executor=executor, workers=workers, address=address):
+        plan = plans[i]
+        if (name, seed) in plan.paths:
+            _save_run(*plan.paths[(name, seed)], run)
+        plan.done[(name, seed)] = run
+        del plan.pending[(name, seed)]
         bar.update(1)
-        bar.set_postfix(finished=f"{key[0]}/seed{key[1]}")
+        bar.set_postfix(finished=f"{plan.task.name}/{name}/seed{seed}")
     bar.close()
-    results = {name: MethodRuns(m) for name, m in task.methods.items()}
-    for name, seed in order:
-        results[name].runs.append(done[(name, seed)])
-    return results
+
+
+def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None, runs_dir: str | None = None,
+             executor: str = "serial", workers: int | None = None, address: str | None = None
+             ) -> dict[str, MethodRuns]:
+    """Every method under every seed set, on ``executor``; with ``runs_dir`` each finished run is kept there
+    as it arrives and reused when the same command runs again (an interrupted benchmark resumes)."""
+    plan = plan_runs(task, log_dir=log_dir, runs_dir=runs_dir)
+    execute_plans([plan], progress=progress, executor=executor, workers=workers, address=address,
+                  desc=f"bench {task.name}")
+    return plan.results()
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
