@@ -170,14 +170,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", metavar="DIR",
                    help="keep each finished run in DIR and reuse the runs already there with the same config, so "
                         "an interrupted benchmark resumes (default with --json: JSON's name + .runs/)")
+    _executor_flags(p)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("sweep", help="tasks x methods x seed sets x config variants from a grid file, in one pool")
+    p.add_argument("grid", help="grid YAML (tasks, methods, seeds, variants; see hil/bench/sweep.py)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: sweeps/<grid name>/); rerun to resume")
+    _executor_flags(p)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
+    return parser
+
+
+def _executor_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["process", "serial", "ray"], default="process",
                    help="where the runs execute: parallel local processes (default), this process, or Ray")
     p.add_argument("--jobs", type=int, metavar="N", help="parallel processes (default: one per CPU core)")
     p.add_argument("--address", metavar="HOST:PORT", help="with --executor ray: join this Ray cluster "
                                                            "(default: start a local Ray instance)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cmd_bench)
-    return parser
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from hil.bench.sweep import run_sweep
+
+    run_sweep(args.grid, out_dir=args.out, progress=not args.no_progress, executor=args.executor,
+              workers=args.jobs, address=args.address)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -255,3 +255,45 @@ def test_a_failing_run_names_itself_and_bad_executor_flags_fail_first(task_file)
                             ({"executor": "process", "address": "h:6379"}, "--address joins a Ray cluster")]:
         with pytest.raises(ConfigError, match=message):
             bench_task(str(task_file), progress=False, **kwargs)
+
+
+def test_a_sweep_runs_tasks_x_variants_in_one_pool_and_resumes(task_file, tmp_path, monkeypatch, capsys):
+    from hil.bench.sweep import run_sweep
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"name": "g", "tasks": [str(task_file)], "methods": ["gradpie", "random"],
+                                    "seeds": 2, "variants": {"base": [], "lr": ["optimizer.lr=0.05"]}}))
+    out = tmp_path / "sweep"
+    doc = run_sweep(str(grid), out_dir=str(out), progress=False, executor="process", workers=2)
+    assert sorted(doc["results"]) == ["tiny/base", "tiny/lr"]
+    base, lr = doc["results"]["tiny/base"], doc["results"]["tiny/lr"]
+    assert base["methods"]["random"]["best"] == lr["methods"]["random"]["best"]  # random has no lr
+    assert base["methods"]["gradpie"]["best"] != lr["methods"]["gradpie"]["best"]
+    alone = bench_task(str(task_file), progress=False, methods=["gradpie", "random"], seeds=2)
+    assert _curves(alone) == _curves(base)  # a sweep's pair is the same benchmark run alone
+    for name in ("sweep.json", "sweep.md", "tiny-base.json", "tiny-lr.png"):
+        assert (out / name).is_file()
+    import hil.bench.harness as harness
+
+    calls = []
+    monkeypatch.setattr(harness, "run_one", lambda *a, **k: calls.append(a) or None)
+    again = run_sweep(str(grid), out_dir=str(out), progress=False, executor="serial")
+    assert calls == [] and _curves(again["results"]["tiny/lr"]) == _curves(lr)
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"tasks": []}, "tasks: expected a non-empty list"),
+    ({"tasks": ["cnon"], "seed": 2}, "seed: unknown key"),
+    ({"tasks": ["cnon"], "seeds": 0}, "seeds: expected a number of seed sets >= 1"),
+    ({"tasks": ["cnon"], "variants": {"a": "optimizer.lr=1"}}, "variants.a: expected a list"),
+    ({"tasks": ["cnon"], "variants": {"a": ["optimiser.lr=1"]}}, "variants.a: .*unknown section 'optimiser'"),
+    ({"tasks": ["cnon"], "methods": ["gradpie_2x4", "cma"]}, "methods: 'cma' is not a method of any task"),
+    ({"tasks": ["nope"]}, "nope"),
+])
+def test_a_bad_grid_names_the_key(tmp_path, grid, message):
+    from hil.bench.sweep import run_sweep
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    with pytest.raises(ConfigError, match=message):
+        run_sweep(str(path), out_dir=str(tmp_path / "o"), progress=False, executor="serial")
