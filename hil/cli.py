@@ -42,8 +42,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"best:    none: no valid measurement in {tr.iterations} iterations")
     else:
         print("best:    none: no iteration ran")
-    print(f"queries: {result.queries} this session; {result.busy_s:.2f} s inside the BlackBox, "
-          f"{result.wall_s:.2f} s wall")
+    duty = f" = duty cycle {100 * result.busy_s / result.wall_s:.1f} %" if result.wall_s > 0 else ""
+    print(f"queries: {result.queries} this session; {result.busy_s:.2f} s inside the BlackBox / "
+          f"{result.wall_s:.2f} s wall{duty}")
     print(f"log:     {result.log_path}")
     if result.report_path:
         print(f"report:  {result.report_path}")

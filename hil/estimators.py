@@ -15,6 +15,8 @@ with ``purpose="probe"``.
 
 from __future__ import annotations
 
+import threading
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,13 @@ class GradientEstimator:
             start: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def while_measuring(self) -> None:
+        """The loop is about to send a batch to the BlackBox: work that can overlap the measurement starts
+        here (default: nothing)."""
+
+    def close(self) -> None:
+        """Stop background work (default: nothing)."""
+
     def state_summary(self) -> dict[str, Any]:
         return {}
 
@@ -52,7 +61,16 @@ class GradientEstimator:
 @ESTIMATORS.register("surrogate")
 class SurrogateEstimator(GradientEstimator):
     """Online surrogate: trains on the data seen whenever new data arrived (``epochs`` full passes, or ``steps``
-    bounded minibatch steps), then differentiates."""
+    bounded minibatch steps), then differentiates.
+
+    ``concurrent: true``: the training on everything answered so far runs in a background thread while the
+    BlackBox measures the next batch (:meth:`while_measuring`), and the step after that measurement uses the
+    surrogate that training produced, so the device does not wait for the surrogate. The step waits for that
+    training to finish (a fixed amount of work, so the result never depends on timing: a run is as
+    reproducible from its seed as without concurrency); what changes is that each step's surrogate has not
+    yet trained on the batch just measured (it is in the data, and is trained on during the next
+    measurement). The first step, with nothing trained yet, trains first.
+    """
 
     Config = SurrogateConfig
 
@@ -63,6 +81,9 @@ class SurrogateEstimator(GradientEstimator):
         self.last_loss = float("nan")
         #: offline mode: keep the fitted surrogate as it is, ignore new data
         self.frozen = False
+        self._worker: threading.Thread | None = None
+        self._worker_error: BaseException | None = None
+        self.background_fits = 0
 
     @classmethod
     def from_config(cls, config: SurrogateConfig) -> SurrogateEstimator:
@@ -77,25 +98,56 @@ class SurrogateEstimator(GradientEstimator):
     def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if self.surrogate is None:
             raise EstimatorError("bind() the estimator to a BlackBox before use")
+        self._join()
         if self.frozen:
             return
         self.surrogate.add(x, y)
         self._pending = True
 
+    def while_measuring(self) -> None:
+        if not self.config.concurrent or self.frozen or not self._pending or self.surrogate is None:
+            return
+        self._join()
+        self._worker = threading.Thread(target=self._fit_in_background, name="hil-surrogate-fit", daemon=True)
+        self._worker.start()
+
+    def _fit_in_background(self) -> None:
+        try:
+            self.fit_now(_joined=True)
+            self.background_fits += 1
+        except BaseException as exc:  # raised in the loop's thread by _join
+            self._worker_error = exc
+
+    def _join(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join()
+        error, self._worker_error = self._worker_error, None
+        if error is not None:
+            raise EstimatorError(f"the surrogate's background training failed: {error}") from error
+
+    def close(self) -> None:
+        self._join()
+
     def fit_pending(self) -> None:
         """Train (the configured epochs or steps) if data arrived since the last fit (once per iteration)."""
+        self._join()
         if self._pending:
             self.fit_now()
 
-    def fit_now(self, epochs: int | None = None) -> None:
+    def fit_now(self, epochs: int | None = None, *, _joined: bool = False) -> None:
         """Train now on all data seen (``epochs`` defaults to the configured epochs per iteration)."""
-        self.last_loss = self.surrogate.fit(epochs)
+        if not _joined:
+            self._join()
         self._pending = False
+        self.last_loss = self.surrogate.fit(epochs)
 
     def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
         if self.surrogate is None or len(self.surrogate) == 0:
             raise EstimatorError("the surrogate has no data: observe() measured pairs before asking for a gradient")
-        self.fit_pending()
+        self._join()
+        if not self.config.concurrent or self.surrogate.steps_trained == 0:
+            self.fit_pending()
         return self.surrogate.vjp(x, grad_y)
 
     def state_summary(self) -> dict[str, Any]:

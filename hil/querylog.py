@@ -113,9 +113,10 @@ _SCALAR_COLUMNS: dict[str, np.dtype] = {
 }
 _COLUMNS = ("x", "y", *_SCALAR_COLUMNS, "commit")
 _RESERVED_ATTRS = frozenset(
-    {"format", "schema_version", "created", "config", "versions", "run_ids", "run_started", "json_attrs"}
+    {"format", "schema_version", "created", "config", "versions", "run_ids", "run_started", "json_attrs",
+     "run_summaries"}
 )
-_JSON_ATTRS = ("config", "versions", "run_ids", "run_started")
+_JSON_ATTRS = ("config", "versions", "run_ids", "run_started", "run_summaries")
 _MAX_RUNS = int(np.iinfo(np.uint16).max) + 1
 _SCALAR_CHUNK_ROWS = 4096
 _TARGET_CHUNK_BYTES = 1 << 19
@@ -580,6 +581,18 @@ class QueryLog:
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             raise LogError(f"query log {self._path}: could not append {b} rows at row {n}: {exc}") from exc
         self._n = m
+
+    def record_run_summary(self, summary: dict[str, Any]) -> None:
+        """Store ``summary`` (JSON-able: queries, wall and busy seconds, duty cycle, ...) for this run under
+        the ``run_summaries`` attribute (``{run_id: summary}``), and flush."""
+        if self._file is None:
+            raise LogError(f"query log {self._path} is closed")
+        f = self._file
+        run_id = json.loads(_plain(f.attrs["run_ids"]))[self._run_index]
+        summaries = json.loads(_plain(f.attrs.get("run_summaries", "{}")))
+        summaries[run_id] = json.loads(_json(summary, "run summary"))
+        f.attrs["run_summaries"] = json.dumps(summaries)
+        f.flush()
 
     # -- closing -----------------------------------------------------------------------
     def flush(self) -> None:

@@ -188,7 +188,10 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
             trace = run_loop(view, objective, optimizer, config.optimizer.loop, progress)
         finally:
             blackbox.attach_log(None)
-    wall = time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        log.record_run_summary({"queries": blackbox.stats.queries, "wall_s": wall, "busy_s": blackbox.stats.busy_s,
+                                "duty_cycle": blackbox.stats.busy_s / wall if wall > 0 else None,
+                                "iterations": trace.iterations, "stopped": trace.stopped})
     report = None
     if config.log.report and trace.iterations:
         report = plot_run_report(

@@ -94,6 +94,7 @@ class SurrogateConfig:
     recent_fraction: float = 0.5  # bounded training: share of each minibatch from the newest points
     recent_points: int = 1024     # bounded training: how many of the newest points count as recent
     device: str = "auto"          # auto | cpu | cuda | cuda:N: where the model, its data and its pairs live
+    concurrent: bool = False      # train in a background thread while the BlackBox measures (estimators.py)
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -219,3 +220,55 @@ def test_bounded_training_fits_a_function():
 def test_bounded_training_settings_are_checked(key, value):
     with pytest.raises(ConfigError, match=f"estimator.{key}"):
         SurrogateConfig(**{key: value})
+
+
+def _concurrent_run(tmp_path, concurrent: bool, name: str):
+    from hil.run import execute, load_run_config
+
+    cfg = load_run_config({
+        "name": name, "blackbox": {"type": "cnon_twin", "dim": 4, "steps": 8},
+        "objective": {"type": "target_distance", "target_seed": 1},
+        "estimator": {"type": "surrogate", "hidden": [16], "steps": 5, "batch_size": 16, "concurrent": concurrent},
+        "optimizer": {"type": "gradient", "n_starts": 2, "local_samples": 1, "iterations": 12, "seed": 3},
+        "log": {"dir": str(tmp_path), "report": False}})
+    result = execute(cfg, log_path=tmp_path / f"{name}.h5")
+    return result, read_log(tmp_path / f"{name}.h5")
+
+
+def test_concurrent_training_is_reproducible_and_steps_on_the_previous_surrogate(tmp_path, monkeypatch):
+    """Training overlaps the measurements; the log is the same run after run (the step waits for
+    a fixed amount of training), and differs from sequential training (each step's surrogate has not trained on
+    the batch just measured)."""
+    fits = []
+    real = SurrogateEstimator._fit_in_background
+    monkeypatch.setattr(SurrogateEstimator, "_fit_in_background", lambda self: fits.append(1) or real(self))
+    a, log_a = _concurrent_run(tmp_path, True, "a")
+    # the first step trains in the loop's thread on the first batch; during the second measurement nothing new
+    # is untrained; from the third on, each measurement overlaps the training on the batches before it
+    assert len(fits) == 10
+    _, log_b = _concurrent_run(tmp_path, True, "b")
+    _, log_seq = _concurrent_run(tmp_path, False, "seq")
+    np.testing.assert_array_equal(log_a.x, log_b.x)
+    np.testing.assert_array_equal(log_a.y, log_b.y)
+    assert log_a.x.shape == log_seq.x.shape and not np.array_equal(log_a.x, log_seq.x)
+    summary = next(iter(log_a.attrs["run_summaries"].values()))
+    assert summary["queries"] == 12 * 2 * 2 and 0 < summary["duty_cycle"] <= 1 and summary["iterations"] == 12
+
+
+def test_background_training_failure_reaches_the_loop(tmp_path, monkeypatch):
+    from hil.surrogate import Surrogate as S
+
+    calls = []
+    real_fit = S.fit
+
+    def fit_then_fail(self, epochs=None):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("out of memory on the device")
+        return real_fit(self, epochs)
+
+    monkeypatch.setattr(S, "fit", fit_then_fail)
+    with pytest.raises(EstimatorError, match="background training failed: out of memory"):
+        _concurrent_run(tmp_path, True, "fail")
+    log = read_log(tmp_path / "fail.h5")
+    assert len(log.x) > 0  # every answered query before the failure is logged

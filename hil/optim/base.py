@@ -113,7 +113,19 @@ class Optimizer:
         """A few numbers worth printing or logging about the optimiser's state."""
         return {}
 
-    # optional: ``close()``, called by the loop when it stops for any reason (threads, files of its own)
+    def while_measuring(self) -> None:
+        """Called by the loop just before it sends an ask to the BlackBox, so that work can overlap the
+        measurement; default: the estimator's :meth:`~hil.estimators.GradientEstimator.while_measuring`."""
+        estimator = getattr(self, "estimator", None)
+        if estimator is not None:
+            estimator.while_measuring()
+
+    def close(self) -> None:
+        """Called by the loop when it stops for any reason (threads, files of its own); default: the
+        estimator's ``close``."""
+        estimator = getattr(self, "estimator", None)
+        if estimator is not None:
+            estimator.close()
 
 
 def minimisation_values(value: torch.Tensor, sense: str) -> torch.Tensor:

@@ -141,9 +141,7 @@ def run_loop(box: UnitCubeView, objective: Objective, optimizer: Optimizer, conf
     try:
         return _drive(box, objective, optimizer, config, progress)
     finally:
-        close = getattr(optimizer, "close", None)  # an optimiser with threads or files of its own
-        if callable(close):
-            close()
+        _call_optional(optimizer, "close")  # an optimiser (or its estimator) with threads or files of its own
 
 
 def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
@@ -172,6 +170,7 @@ def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config
             raise OptimizerError(f"{type(optimizer).__name__} asked for {asked.queries} queries with {left} left "
                                  f"of the budget of {config.max_queries}; nothing was sent")
         asked.iteration = t if asked.counted else -1
+        _call_optional(optimizer, "while_measuring")
         y = measure(box, asked)
         value = objective(y).detach()
         optimizer.tell(asked, y, value)
@@ -192,6 +191,13 @@ def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config
             trace.stopped = f"converged: improvement < tol over {config.patience} iterations"
             break
     return trace
+
+
+def _call_optional(optimizer: Optimizer, hook: str) -> None:
+    """Optional hooks (:class:`~hil.optim.base.Optimizer` has them; a plug-in may not subclass it)."""
+    method = getattr(optimizer, hook, None)
+    if callable(method):
+        method()
 
 
 def _converged(history: list[float], config: LoopConfig, sense: str) -> bool:
