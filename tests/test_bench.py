@@ -285,6 +285,7 @@ def test_a_sweep_runs_tasks_x_variants_in_one_pool_and_resumes(task_file, tmp_pa
     ({"tasks": []}, "tasks: expected a non-empty list"),
     ({"tasks": ["cnon"], "seed": 2}, "seed: unknown key"),
     ({"tasks": ["cnon"], "seeds": 0}, "seeds: expected a number of seed sets >= 1"),
+    ({"tasks": ["cnon"], "extras": "yes"}, "extras: expected true or false"),
     ({"tasks": ["cnon"], "variants": {"a": "optimizer.lr=1"}}, "variants.a: expected a list"),
     ({"tasks": ["cnon"], "variants": {"a": ["optimiser.lr=1"]}}, "variants.a: .*unknown section 'optimiser'"),
     ({"tasks": ["cnon"], "methods": ["gradpie_2x4", "cma"]}, "methods: 'cma' is not a method of any task"),

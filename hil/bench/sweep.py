@@ -7,6 +7,7 @@ A grid file::
     methods: [gradpie_2x4, cmaes]  # optional: only these (each must be in at least one task)
     seeds: 3                       # optional: seed sets 0..N-1 (default: each task's own)
     quick: false                   # optional: each task's --quick version
+    extras: false                  # optional: also each task's extra measurements (duty cycle, ...) per variant
     variants:                      # optional: named sets of --set overrides (default: one, "default", with none)
       default: []
       lr_0.05: [optimizer.lr=0.05]
@@ -27,7 +28,7 @@ from typing import Any
 
 from hil.errors import ConfigError
 
-GRID_KEYS = ("name", "tasks", "methods", "seeds", "quick", "variants", "description")
+GRID_KEYS = ("name", "tasks", "methods", "seeds", "quick", "extras", "variants", "description")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Grid:
     methods: list[str] | None = None
     seeds: int | None = None
     quick: bool = False
+    extras: bool = False
     variants: dict[str, list[str]] = field(default_factory=lambda: {"default": []})
 
 
@@ -69,13 +71,16 @@ def load_grid(path: str) -> Grid:
     quick = data.get("quick", False)
     if not isinstance(quick, bool):
         _fail(where, "quick", f"expected true or false, got {quick!r}")
+    extras = data.get("extras", False)
+    if not isinstance(extras, bool):
+        _fail(where, "extras", f"expected true or false, got {extras!r}")
     variants = data.get("variants", {"default": []})
     if not isinstance(variants, dict) or not variants:
         _fail(where, "variants", "expected a mapping of variant names to lists of SECTION.KEY=VALUE overrides")
     for vname, items in variants.items():
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             _fail(where, f"variants.{vname}", "expected a list of SECTION.KEY=VALUE strings, e.g. [optimizer.lr=0.05]")
-    return Grid(str(data.get("name", Path(path).stem)), list(tasks), methods, seeds, quick,
+    return Grid(str(data.get("name", Path(path).stem)), list(tasks), methods, seeds, quick, extras,
                 {str(k): list(v) for k, v in variants.items()})
 
 
@@ -118,7 +123,7 @@ def run_sweep(path: str, *, out_dir: str | None = None, progress: bool = True, e
     results: dict[str, Any] = {}
     tables: list[str] = []
     for (task, vname, overrides), plan in zip(pairs, plans):
-        summary = report_task(task, plan.results(), quick=grid.quick, overrides=overrides,
+        summary = report_task(task, plan.results(), quick=grid.quick, overrides=overrides, extras=grid.extras,
                               json_path=str(out / f"{task.name}-{vname}.json"))
         results[f"{task.name}/{vname}"] = summary
         tables.append(f"## {task.title}: variant {vname} ({', '.join(grid.variants[vname]) or 'no overrides'})\n\n"
