@@ -16,7 +16,6 @@ with ``purpose="probe"``.
 from __future__ import annotations
 
 import threading
-
 from dataclasses import dataclass
 from typing import Any
 

@@ -107,7 +107,8 @@ class SurrogateConfig:
         require(1 <= self.pairs_per_anchor <= self.k, "estimator.pairs_per_anchor must be in [1, k]")
         require(self.steps is None or self.steps >= 1,
                 f"estimator.steps must be >= 1 or null (full epochs), got {self.steps}")
-        require(0 <= self.recent_fraction <= 1, f"estimator.recent_fraction must be in [0, 1], got {self.recent_fraction}")
+        require(0 <= self.recent_fraction <= 1,
+                f"estimator.recent_fraction must be in [0, 1], got {self.recent_fraction}")
         require(self.recent_points >= 1, f"estimator.recent_points must be >= 1, got {self.recent_points}")
         resolve_device(self.device, "estimator.device")
 

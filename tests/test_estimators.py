@@ -193,9 +193,12 @@ def test_bounded_training_costs_the_same_steps_whatever_the_data():
 
 def test_bounded_minibatches_draw_their_share_from_the_newest_points():
     lo, hi = -torch.ones(3), torch.ones(3)
-    only_recent = Surrogate(SurrogateConfig(steps=1, batch_size=200, recent_fraction=1.0, recent_points=50), lo, hi, (1,))
-    only_replay = Surrogate(SurrogateConfig(steps=1, batch_size=200, recent_fraction=0.0, recent_points=50), lo, hi, (1,))
-    half = Surrogate(SurrogateConfig(steps=1, batch_size=200, recent_fraction=0.5, recent_points=50), lo, hi, (1,))
+
+    def make(fraction: float) -> Surrogate:
+        cfg = SurrogateConfig(steps=1, batch_size=200, recent_fraction=fraction, recent_points=50)
+        return Surrogate(cfg, lo, hi, (1,))
+
+    only_recent, only_replay, half = make(1.0), make(0.0), make(0.5)
     idx = only_recent.replay_batch(1000)
     assert idx.shape == (200,) and int(idx.min()) >= 950
     idx = only_replay.replay_batch(1000)

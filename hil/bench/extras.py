@@ -150,7 +150,8 @@ def _iteration_cost(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, 
     return lines, {"iteration_cost": out}
 
 
-EXTRAS = {"iteration_cost": _iteration_cost, "twin_throughput": _throughput, "simulator_throughput": _simulator_throughput, "duty_cycle": _duty_cycle}
+EXTRAS = {"iteration_cost": _iteration_cost, "twin_throughput": _throughput,
+          "simulator_throughput": _simulator_throughput, "duty_cycle": _duty_cycle}
 
 
 def run_extras(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:

@@ -122,7 +122,7 @@ def run_sweep(path: str, *, out_dir: str | None = None, progress: bool = True, e
                   desc=f"sweep {grid.name}")
     results: dict[str, Any] = {}
     tables: list[str] = []
-    for (task, vname, overrides), plan in zip(pairs, plans):
+    for (task, vname, overrides), plan in zip(pairs, plans, strict=True):
         summary = report_task(task, plan.results(), quick=grid.quick, overrides=overrides, extras=grid.extras,
                               json_path=str(out / f"{task.name}-{vname}.json"))
         results[f"{task.name}/{vname}"] = summary
