@@ -217,7 +217,8 @@ def test_iteration_cost_runs_the_surrogate_method_both_ways_at_equal_queries(tas
     assert cost["epochs"]["queries"] == cost["bounded"]["queries"] == 100 * 3 * 2  # 3 starts x (step + 1 sample)
     for name in ("epochs", "bounded"):
         assert all(t > 0 for t in cost[name]["s_per_iteration"]) and math.isfinite(cost[name]["best"])
-    assert any("bounded, 20 steps" in line for line in lines)
+    assert any("bounded, 20 steps" in line and "CPU" in line for line in lines)
+    assert all(t > 0 for t in cost["bounded"]["cpu_s_per_iteration"])
 
 
 def test_an_unknown_extra_fails_before_anything_runs(tmp_path):
