@@ -45,7 +45,7 @@ def _bad(tmp_path, section, key, value):
         ("optimizer", "lr", float("nan"), "optimizer.lr must be a finite number, got nan"),
         ("blackbox", "type", "cnon", "blackbox.type: unknown blackbox type 'cnon'; allowed: cnon_twin"),
         ("blackbox", "dim", 2.5, "blackbox.dim: expected an integer, got 2.5"),
-        ("blackbox", "couplng", 1.0, "blackbox: unknown key 'couplng'; allowed keys: coupling, dim"),
+        ("blackbox", "couplng", 1.0, "blackbox: unknown key 'couplng'; allowed keys: coupling, device, dim"),
         ("blackbox", "out_of_bounds", "wrap", "allowed values: 'reject', 'clip'"),
         ("estimator", "type", "magic",
          "estimator.type: unknown estimator type 'magic'; allowed: exact, finite_difference"),
