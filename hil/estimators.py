@@ -82,6 +82,8 @@ class SurrogateEstimator(GradientEstimator):
         self.frozen = False
         self._worker: threading.Thread | None = None
         self._worker_error: BaseException | None = None
+        #: the loop calls while_measuring (concurrent mode): pending data trains during the next measurement
+        self._overlapping = False
         self.background_fits = 0
 
     @classmethod
@@ -104,7 +106,10 @@ class SurrogateEstimator(GradientEstimator):
         self._pending = True
 
     def while_measuring(self) -> None:
-        if not self.config.concurrent or self.frozen or not self._pending or self.surrogate is None:
+        if not self.config.concurrent:
+            return
+        self._overlapping = True
+        if self.frozen or not self._pending or self.surrogate is None:
             return
         self._join()
         self._worker = threading.Thread(target=self._fit_in_background, name="hil-surrogate-fit", daemon=True)
@@ -145,13 +150,18 @@ class SurrogateEstimator(GradientEstimator):
         if self.surrogate is None or len(self.surrogate) == 0:
             raise EstimatorError("the surrogate has no data: observe() measured pairs before asking for a gradient")
         self._join()
-        if not self.config.concurrent or self.surrogate.steps_trained == 0:
+        # concurrent in the loop: the data just observed trains during the next measurement; anywhere else (a
+        # physical layer's backward pass, no measurement hook) or before any training: train now
+        if not self._overlapping or self.surrogate.steps_trained == 0:
             self.fit_pending()
         return self.surrogate.vjp(x, grad_y)
 
     def state_summary(self) -> dict[str, Any]:
         n = 0 if self.surrogate is None else len(self.surrogate)
-        return {"loss": self.config.loss, "data": n, "train_loss": self.last_loss}
+        out = {"loss": self.config.loss, "data": n, "train_loss": self.last_loss}
+        if self.config.concurrent:
+            out["background_fits"] = self.background_fits
+        return out
 
 
 @ESTIMATORS.register("exact")

@@ -275,3 +275,14 @@ def test_background_training_failure_reaches_the_loop(tmp_path, monkeypatch):
         _concurrent_run(tmp_path, True, "fail")
     log = read_log(tmp_path / "fail.h5")
     assert len(log.x) > 0  # every answered query before the failure is logged
+
+
+def test_a_concurrent_surrogate_outside_the_loop_still_trains_before_each_gradient():
+    """No measurement hook (a physical layer's backward pass): every vjp after new data trains first."""
+    est = SurrogateEstimator(SurrogateConfig(hidden=[8], steps=3, concurrent=True))
+    est.bind(BLACKBOXES.get("cnon_twin")(BLACKBOXES.get("cnon_twin").Config(dim=3, steps=4)))
+    for _ in range(3):
+        x = torch.rand(8, 3) * 2 - 1
+        est.observe(x, x)
+        est.vjp(x[:2], x[:2], torch.ones(2, 3))
+    assert est.surrogate.steps_trained == 9 and est.background_fits == 0
