@@ -138,7 +138,7 @@ def _iteration_cost(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, 
         cpu0 = time.process_time()
         with box:
             trace = optimize(box, objective, cfg.optimizer, cfg.estimator.build(),
-                             progress=lambda t, tr: cpu_s.append(time.process_time() - cpu0))
+                             progress=lambda t, tr, cpu_s=cpu_s, cpu0=cpu0: cpu_s.append(time.process_time() - cpu0))
         out[name] = {"s_per_iteration": [_per_iteration_s(trace.wall_s, m) for m in marks],
                      "cpu_s_per_iteration": [_per_iteration_s(cpu_s, m) for m in marks],
                      "best": float(trace.best_overall[-1]), "queries": int(trace.queries[-1]),
