@@ -107,9 +107,12 @@ def _load_run(path: Path, fingerprint: str) -> RunCurve | None:
         return None
     if data.pop("fingerprint", None) != fingerprint:
         return None
-    for key in ("queries", "best", "mean"):
-        data[key] = np.asarray([math.nan if v is None else v for v in data[key]], dtype=np.float64)
-    return RunCurve(**data)
+    try:
+        for key in ("queries", "best", "mean"):
+            data[key] = np.asarray([math.nan if v is None else v for v in data[key]], dtype=np.float64)
+        return RunCurve(**data)
+    except (KeyError, TypeError, ValueError):  # written by another version of hil: run it again
+        return None
 
 
 @dataclass
