@@ -117,7 +117,7 @@ class SurrogateEstimator(GradientEstimator):
 
     def _fit_in_background(self) -> None:
         try:
-            self.fit_now(_joined=True)
+            self._fit()
             self.background_fits += 1
         except BaseException as exc:  # raised in the loop's thread by _join
             self._worker_error = exc
@@ -139,10 +139,12 @@ class SurrogateEstimator(GradientEstimator):
         if self._pending:
             self.fit_now()
 
-    def fit_now(self, epochs: int | None = None, *, _joined: bool = False) -> None:
+    def fit_now(self, epochs: int | None = None) -> None:
         """Train now on all data seen (``epochs`` defaults to the configured epochs per iteration)."""
-        if not _joined:
-            self._join()
+        self._join()
+        self._fit(epochs)
+
+    def _fit(self, epochs: int | None = None) -> None:
         self._pending = False
         self.last_loss = self.surrogate.fit(epochs)
 

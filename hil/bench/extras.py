@@ -62,31 +62,46 @@ def _simulator_throughput(task: BenchTask, quick: bool) -> tuple[list[str], dict
     return [line], {"simulator_throughput": fast, "simulator_throughput_reload": slow}
 
 
-def _duty_cycle(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
-    """The first gradient method with a surrogate, on the twin slowed to a 20 ms-per-query bench, with the
-    surrogate trained between measurements and concurrently with them, side by side."""
+def _surrogate_method(task: BenchTask) -> Any:
+    """The task's first gradient method with a surrogate estimator, or None."""
+    return next((m for m in task.methods.values() if m.kind == "gradient" and m.estimator is not None
+                 and m.estimator.get("type") == "surrogate"), None)
+
+
+def _run_method(task: BenchTask, method: Any, estimator: dict[str, Any], iterations: int, *,
+                delay_s: float | None = None, progress: Any = None) -> tuple[Any, Any, float]:
+    """``method`` with ``estimator`` for ``iterations`` (no query budget) under the task's first seed set, on the
+    task's box (slowed by ``delay_s`` a query when given); returns the trace, the box and the wall seconds."""
     from hil.blackbox import Delayed
     from hil.optim.section import optimize
     from hil.run import load_run_config
 
-    method = next((m for m in task.methods.values() if m.kind == "gradient" and m.estimator is not None
-                   and m.estimator.get("type") == "surrogate"), None)
+    data = task.run_config(method, task.seeds[0])
+    data["estimator"] = estimator
+    data["optimizer"] = {**data["optimizer"], "iterations": iterations, "max_queries": None}
+    cfg = load_run_config(data)
+    box = cfg.blackbox.build()
+    if delay_s is not None:
+        box = Delayed(box, delay_s)
+    objective = cfg.objective.build(output_shape=box.spec.output_shape)
+    t0 = time.perf_counter()
+    with box:
+        trace = optimize(box, objective, cfg.optimizer, cfg.estimator.build(), progress=progress)
+    return trace, box, time.perf_counter() - t0
+
+
+def _duty_cycle(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, Any]]:
+    """The first gradient method with a surrogate, on the twin slowed to a 20 ms-per-query bench, with the
+    surrogate trained between measurements and concurrently with them, side by side."""
+    method = _surrogate_method(task)
     if method is None:
         return [], {}
     iterations = 10 if quick else 40
     out: dict[str, Any] = {}
     lines = []
     for concurrent in (False, True):
-        data = task.run_config(method, task.seeds[0])
-        data["optimizer"] = {**data["optimizer"], "iterations": iterations, "max_queries": None}
-        data["estimator"] = {**data["estimator"], "concurrent": concurrent}
-        cfg = load_run_config(data)
-        box = Delayed(cfg.blackbox.build(), 0.02)
-        objective = cfg.objective.build(output_shape=box.spec.output_shape)
-        t0 = time.perf_counter()
-        with box:
-            trace = optimize(box, objective, cfg.optimizer, cfg.estimator.build())
-        wall = time.perf_counter() - t0
+        trace, box, wall = _run_method(task, method, {**method.estimator, "concurrent": concurrent}, iterations,
+                                       delay_s=0.02)
         key = "duty_cycle_20ms_concurrent" if concurrent else "duty_cycle_20ms"
         out[key] = {"busy_s": box.stats.busy_s, "wall_s": wall, "duty_cycle": box.stats.busy_s / wall,
                     "iterations": iterations, "delay_s_per_query": 0.02, "method": method.name,
@@ -115,11 +130,7 @@ def _iteration_cost(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, 
     """The first surrogate gradient method for 1,000 iterations (100 quick), with full epochs and with bounded
     steps, side by side: seconds per iteration (wall, and the process's CPU time, which other work on the
     machine does not inflate) at iterations 10, 100, 400, 1,000, and the final best."""
-    from hil.optim.section import optimize
-    from hil.run import load_run_config
-
-    method = next((m for m in task.methods.values() if m.kind == "gradient" and m.estimator is not None
-                   and m.estimator.get("type") == "surrogate"), None)
+    method = _surrogate_method(task)
     if method is None:
         return [], {}
     iterations = 100 if quick else ITERATION_MARKS[-1]
@@ -128,17 +139,12 @@ def _iteration_cost(task: BenchTask, quick: bool) -> tuple[list[str], dict[str, 
                  "bounded": {**method.estimator, "steps": method.estimator.get("steps") or DEFAULT_BOUNDED_STEPS}}
     out: dict[str, Any] = {"method": method.name, "iterations": iterations, "marks": marks}
     for name, estimator in trainings.items():
-        data = task.run_config(method, task.seeds[0])
-        data["estimator"] = estimator
-        data["optimizer"] = {**data["optimizer"], "iterations": iterations, "max_queries": None}
-        cfg = load_run_config(data)
-        box = cfg.blackbox.build()
-        objective = cfg.objective.build(output_shape=box.spec.output_shape)
         cpu_s: list[float] = []  # the process's CPU time after each iteration: what a busy machine does not inflate
         cpu0 = time.process_time()
-        with box:
-            trace = optimize(box, objective, cfg.optimizer, cfg.estimator.build(),
-                             progress=lambda t, tr, cpu_s=cpu_s, cpu0=cpu0: cpu_s.append(time.process_time() - cpu0))
+        def record(t: int, tr: Any, cpu_s: list[float] = cpu_s, cpu0: float = cpu0) -> None:
+            cpu_s.append(time.process_time() - cpu0)
+
+        trace, _, _ = _run_method(task, method, estimator, iterations, progress=record)
         out[name] = {"s_per_iteration": [_per_iteration_s(trace.wall_s, m) for m in marks],
                      "cpu_s_per_iteration": [_per_iteration_s(cpu_s, m) for m in marks],
                      "best": float(trace.best_overall[-1]), "queries": int(trace.queries[-1]),

@@ -53,9 +53,7 @@ def load_grid(path: str) -> Grid:
     where = str(path)
     if not Path(path).is_file():
         raise ConfigError(f"{where}: no such grid file")
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with tasks (and optionally methods, seeds, variants)")
+    data = load_yaml(path)  # a mapping, or a ConfigError naming the file
     for key in data:
         if key not in GRID_KEYS:
             _fail(where, str(key), f"unknown key; allowed: {', '.join(GRID_KEYS)}")
