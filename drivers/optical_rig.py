@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -180,6 +180,30 @@ class SLMCameraRig(RowRig):
                 except Exception:
                     pass
         self.slm = self.camera = None
+
+    # -- what calibrations drive (hil.calibration): exposure within the camera's limits ----------------------
+    @property
+    def exposure_bounds_s(self) -> tuple[float, float]:
+        bounds = getattr(self.camera, "exposure_bounds_s", None)
+        return (1e-6, 10.0) if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+    @property
+    def full_scale_counts(self) -> float:
+        return self.full_scale
+
+    def get_exposure_s(self) -> float:
+        if self.camera is None:
+            raise DeviceError("the rig is not connected")
+        return float(self.camera.get_exposure())
+
+    def set_exposure_s(self, exposure_s: float) -> None:
+        if self.camera is None:
+            raise DeviceError("the rig is not connected")
+        lo, hi = self.exposure_bounds_s
+        if not (lo <= exposure_s <= hi):
+            raise DeviceError(f"exposure {exposure_s:.6g} s is outside the camera's [{lo:g}, {hi:g}] s")
+        self.camera.set_exposure(float(exposure_s))
+        self.config = replace(self.config, exposure_s=float(exposure_s))
 
     def pattern(self, row: torch.Tensor) -> np.ndarray:
         """One input row -> the ``slm_rows x slm_cols`` phase pattern displayed."""

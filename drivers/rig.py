@@ -14,7 +14,7 @@ every row is logged once, when answered.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -73,6 +73,18 @@ class RowRig(BlackBox):
     @property
     def address(self) -> str:
         raise NotImplementedError
+
+    #: the longest settle time a calibration may set (s)
+    max_settle_s = 60.0
+
+    def get_settle_s(self) -> float:
+        return self.config.settle_s
+
+    def set_settle_s(self, settle_s: float) -> None:
+        """The wait after setting a row before reading it (the settle calibration chooses it)."""
+        if not (0 <= settle_s <= self.max_settle_s):
+            raise DeviceError(f"{self.address}: settle time {settle_s:.6g} s is outside [0, {self.max_settle_s:g}] s")
+        self.config = replace(self.config, settle_s=float(settle_s))
 
     @property
     def is_open(self) -> bool:

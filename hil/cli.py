@@ -1,4 +1,4 @@
-"""The ``hil`` command line: run, validate, pnn, log info, bench."""
+"""The ``hil`` command line: run, validate, pnn, calibrate, log info, bench, sweep."""
 
 from __future__ import annotations
 
@@ -125,6 +125,35 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     raise ConfigError(f"unknown benchmark {args.task!r}; allowed: {allowed}, or a task file (my_task.yaml)")
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from hil.calib.runner import applicable, describe_record, load_rig_config, run_all, run_calibration
+    from hil.errors import ConfigError
+    from hil.registry import CALIBRATIONS
+
+    if args.name == "show":
+        if not args.record:
+            raise ConfigError("hil calibrate show: give --record RECORD.json")
+        print(describe_record(args.record))
+        return 0
+    names = CALIBRATIONS.names()
+    if args.name not in (*names, "all", "list"):
+        raise ConfigError(f"unknown calibration {args.name!r}; allowed: {', '.join(names)}, all, list, show")
+    if not args.rig:
+        raise ConfigError(f"hil calibrate {args.name}: give the rig with --rig CONFIG (a run or PNN config)")
+    rig = load_rig_config(args.rig, extra_records=args.with_records, model=args.model)
+    if args.name == "list":
+        for name, lack in applicable(rig):
+            print(f"{name:<14} {CALIBRATIONS.get(name).summary}" + (f"  [cannot run: {lack}]" if lack else ""))
+        return 0
+    if args.name == "all":
+        if args.option:
+            raise ConfigError("--option applies to one calibration, not to all")
+        run_all(rig, out_dir=args.out, seed=args.seed)
+    else:
+        run_calibration(args.name, rig, out_dir=args.out, options=args.option, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop training of physical systems.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override: training epochs")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_pnn)
+
+    p = sub.add_parser("calibrate", help="calibrate a rig: write a record (JSON), a PNG and the queries' log")
+    p.add_argument("name", help="a calibration (hil calibrate list --rig CONFIG shows them), all, list, or show")
+    p.add_argument("--rig", metavar="CONFIG", help="the run config (its blackbox) or PNN config (its bench)")
+    p.add_argument("--out", metavar="DIR", help="where records go (default: calibrations/<config name>/)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="a calibration option")
+    p.add_argument("--with", dest="with_records", action="append", default=[], metavar="RECORD",
+                   help="apply this record to the rig first (besides the config's calibrations:)")
+    p.add_argument("--model", metavar="TWIN.yaml", help="the model twin to fit (default: the config's model twin)")
+    p.add_argument("--record", metavar="RECORD", help="hil calibrate show: the record to describe")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("log", help="inspect query logs")
     log_sub = p.add_subparsers(dest="log_command", required=True)

@@ -56,3 +56,7 @@ class EstimatorError(HilError, RuntimeError):
 
 class OptimizerError(HilError, RuntimeError):
     """An optimiser broke the ask/tell contract (e.g. asked past its budget) or cannot go on."""
+
+
+class CalibrationError(HilError, RuntimeError):
+    """A calibration cannot run on this rig, or a calibration record is corrupt, stale or for another rig."""

@@ -25,7 +25,7 @@ from hil.blackbox import BlackBox, Differentiable
 from hil.config import require
 from hil.errors import EstimatorError
 from hil.registry import ESTIMATORS
-from hil.sections import parse_blackbox
+from hil.sections import load_blackbox_file, parse_blackbox
 from hil.surrogate import Surrogate, SurrogateConfig
 
 
@@ -174,9 +174,11 @@ class ExactEstimator(GradientEstimator):
 
     @dataclass
     class Config:
-        model: dict | None = None
+        model: dict | str | None = None  # a blackbox section, or a twin config file (e.g. twin_fit.yaml)
 
         def __post_init__(self) -> None:
+            if isinstance(self.model, str):
+                self.model = load_blackbox_file(self.model)
             if self.model is not None:
                 parse_blackbox(self.model, "estimator.model")  # fail on load, naming the key
 

@@ -31,13 +31,14 @@ import torch
 from torch import nn
 
 from hil.blackbox import BlackBox
+from hil.calib.record import apply_corrections, load_records, parse_calibrations
 from hil.config import load_yaml, parse, parse_typed, require
 from hil.errors import ConfigError
 from hil.estimators import ExactEstimator, GradientEstimator, SurrogateEstimator
 from hil.layer import PhysicalLayer
 from hil.querylog import QueryLog
 from hil.registry import ESTIMATORS
-from hil.sections import parse_blackbox
+from hil.sections import load_blackbox_file, parse_blackbox
 
 Mode = Literal["in_silico", "pat_model_twin", "pat_gradpie"]
 MODES: tuple[str, ...] = ("in_silico", "pat_model_twin", "pat_gradpie")
@@ -146,7 +147,7 @@ class PNNLogConfig:
 @dataclass
 class PNNConfig:
     bench: dict
-    model_twin: dict
+    model_twin: dict | str  # a blackbox section, or a twin config file (e.g. the twin fit's twin_fit.yaml)
     surrogate: dict
     name: str = "pnn"
     description: str = ""
@@ -154,9 +155,14 @@ class PNNConfig:
     modes: list[str] = field(default_factory=lambda: list(MODES))
     training: TrainingConfig = field(default_factory=TrainingConfig)
     log: PNNLogConfig = field(default_factory=PNNLogConfig)
+    #: calibration records applied to the bench (``[a.json, ...]`` or ``{records: [...], max_age_h: N}``)
+    calibrations: Any = None
 
     def __post_init__(self) -> None:
+        parse_calibrations(self.calibrations)
         parse_blackbox(self.bench, "bench")
+        if isinstance(self.model_twin, str):
+            self.model_twin = load_blackbox_file(self.model_twin)
         parse_blackbox(self.model_twin, "model_twin")
         section = parse_typed(ESTIMATORS, self.surrogate, "surrogate")
         require(section.type == "surrogate", f"surrogate.type must be 'surrogate', got {section.type!r}")
@@ -165,8 +171,16 @@ class PNNConfig:
 
 
 def load_pnn_config(source: str | Path | dict) -> PNNConfig:
+    """Validate a PNN config; its ``calibrations:`` are applied to ``bench`` (``records`` holds them after)."""
     data = dict(source) if isinstance(source, dict) else load_yaml(source)
-    return parse(PNNConfig, data, "pnn")
+    base = Path.cwd() if isinstance(source, dict) else Path(source).parent
+    if isinstance(data.get("model_twin"), str):
+        data["model_twin"] = load_blackbox_file(data["model_twin"], base=base)
+    config = parse(PNNConfig, data, "pnn")
+    records = load_records(parse_calibrations(config.calibrations), config.bench, "bench", base=base)
+    config.bench = apply_corrections(config.bench, records, "bench")
+    config.calibrations = [r.id for r in records] or None
+    return config
 
 
 def load_dataset(name: str, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -239,8 +253,10 @@ def model_twin_log_path(bench_log_path: str | Path) -> Path:
 def _open_run(path: Path, spec: Any, run_id: str, config: dict[str, Any], system: str) -> QueryLog:
     if path.exists():
         return QueryLog.open_append(path, run_id=run_id)
+    calibrations = config.get("calibrations") if system == "bench" else None
     return QueryLog.create(path, input_dim=spec.input_dim, output_shape=spec.output_shape, output_dtype=np.float32,
-                           run_id=run_id, config=config, attrs={"kind": "pnn", "system": system})
+                           run_id=run_id, config=config, attrs={"kind": "pnn", "system": system,
+                                                                "calibrations": calibrations or []})
 
 
 def run_pnn_experiment(config: PNNConfig, *, log_path: str | Path | None = None,

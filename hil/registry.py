@@ -89,3 +89,8 @@ WRAPPERS: Registry = Registry("blackbox wrapper")
 #: Benchmarks that plug-ins bring (e.g. a transport's round trip on its simulated device): a function
 #: ``(json_path: str | None, quick: bool) -> exit code``, run by ``hil bench NAME``
 BENCHMARKS: Registry = Registry("benchmark")
+#: Calibrations (``hil calibrate NAME``): plug-ins implementing :class:`hil.calib.base.Calibration`
+CALIBRATIONS: Registry = Registry("calibration")
+#: Differentiable models of a twin in its physical parameters, by twin type, for fitting a twin to a rig:
+#: ``fn(section, fit=None) -> torch.nn.Module`` with ``forward(x)``, ``values()`` and ``fitted_section()``
+TWIN_MODELS: Registry = Registry("twin model")

@@ -4,6 +4,7 @@ Config sections (every key validated before anything runs)::
 
     name: cnon_twin
     blackbox:  {type: cnon_twin, ..., wrappers: [...]}  # hil.sections.parse_blackbox
+    calibrations: [calibrations/rig/camera.json, ...]  # records applied to the blackbox (hil.calib.record)
     objective: {type: target_distance, ...}    # hil.registry.OBJECTIVES
     optimizer: {type: gradient, n_starts: 16, ...}     # hil.optim.section (hil.registry.OPTIMIZERS)
     estimator: {type: surrogate, loss: gradpie, ...}   # hil.registry.ESTIMATORS; only for optimisers that
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from hil.blackbox import BlackBox, find_attribute
+from hil.calib.record import CalibrationRecord, apply_corrections, load_records, parse_calibrations, record_summary
 from hil.config import TypedSection, load_yaml, parse, parse_typed
 from hil.errors import ConfigError, LogError
 from hil.optim.loop import Trace, run_loop
@@ -34,10 +36,10 @@ from hil.optim.section import OptimizerSection, check_estimator, parse_optimizer
 from hil.querylog import QueryLog, read_log
 from hil.registry import ESTIMATORS, OBJECTIVES
 from hil.report import plot_run_report
-from hil.sections import BlackBoxSection, parse_blackbox
+from hil.sections import BlackBoxSection, load_blackbox_file, parse_blackbox
 from hil.space import UnitCubeView
 
-TOP_LEVEL_KEYS = ("name", "description", "blackbox", "objective", "estimator", "optimizer", "log")
+TOP_LEVEL_KEYS = ("name", "description", "blackbox", "calibrations", "objective", "estimator", "optimizer", "log")
 
 
 @dataclass
@@ -55,6 +57,8 @@ class RunConfig:
     estimator: TypedSection | None
     optimizer: OptimizerSection
     log: LogConfig
+    #: the calibration records applied to the blackbox (already folded into ``blackbox``)
+    calibrations: list[CalibrationRecord] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -67,6 +71,8 @@ class RunConfig:
         }
         if self.estimator is not None:
             out["estimator"] = self.estimator.as_dict()
+        if self.calibrations:
+            out["calibrations"] = [r.id for r in self.calibrations]
         return out
 
 
@@ -78,6 +84,7 @@ def is_pnn_config(data: Mapping[str, Any]) -> bool:
 def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
     """Validate a run config (a YAML path or a mapping); raises :class:`ConfigError` naming the bad key."""
     data = dict(source) if isinstance(source, Mapping) else load_yaml(source)
+    base = Path.cwd() if isinstance(source, Mapping) else Path(source).parent
     if is_pnn_config(data):
         raise ConfigError("this is a physical-neural-network config (it has 'dataset' and 'bench'): "
                           "run it with `hil pnn CONFIG`")
@@ -93,13 +100,26 @@ def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description: expected a string")
-    blackbox = parse_blackbox(data["blackbox"], "blackbox")
+    parse_blackbox(data["blackbox"], "blackbox")  # the rig as written first: its errors name the user's keys
+    records = load_records(parse_calibrations(data.get("calibrations")), data["blackbox"], "blackbox", base=base)
+    blackbox = parse_blackbox(apply_corrections(data["blackbox"], records), "blackbox")
+    data = resolve_model_paths(data, base)
     objective = parse_typed(OBJECTIVES, data["objective"], "objective")
     optimizer = parse_optimizer(data.get("optimizer"), "optimizer")
     check_estimator(optimizer, data.get("estimator"))
     estimator = parse_typed(ESTIMATORS, data["estimator"], "estimator") if "estimator" in data else None
     return RunConfig(name=name, description=description, blackbox=blackbox, objective=objective,
-                     estimator=estimator, optimizer=optimizer, log=parse(LogConfig, data.get("log"), "log"))
+                     estimator=estimator, optimizer=optimizer, log=parse(LogConfig, data.get("log"), "log"),
+                     calibrations=records)
+
+
+def resolve_model_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``estimator: {type: exact, model: twin_fit.yaml}``: a twin config file (relative to the config's folder)
+    read into the section it holds."""
+    est = data.get("estimator")
+    if isinstance(est, Mapping) and isinstance(est.get("model"), str):
+        data = {**data, "estimator": {**est, "model": load_blackbox_file(est["model"], base=base)}}
+    return data
 
 
 @dataclass
@@ -176,7 +196,8 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
             output_dtype=np.dtype(str(blackbox.spec.output_dtype).replace("torch.", "")),
             run_id=run_id,
             config=config_dict,
-            attrs={"sense": objective.sense, "blackbox": blackbox.spec.name},
+            attrs={"sense": objective.sense, "blackbox": blackbox.spec.name,
+                   "calibrations": record_summary(config.calibrations)},
         )
     t0 = time.perf_counter()
     with log, blackbox:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hil.blackbox import BlackBox
-from hil.config import TypedSection, parse_typed
+from hil.config import TypedSection, load_yaml, parse_typed
 from hil.errors import ConfigError
 from hil.registry import BLACKBOXES, WRAPPERS
 
@@ -61,3 +62,18 @@ def parse_blackbox(data: Any, where: str = "blackbox") -> BlackBoxSection:
         raise ConfigError(f"{where}.wrappers: expected a list of {{type: ...}} mappings, got {wrappers!r}")
     base = parse_typed(BLACKBOXES, data, where)
     return BlackBoxSection(base, [parse_typed(WRAPPERS, w, f"{where}.wrappers[{i}]") for i, w in enumerate(wrappers)])
+
+
+def load_blackbox_file(path: str | Path, base: Path | None = None) -> dict[str, Any]:
+    """A twin config file (e.g. ``hil calibrate twin_fit``'s ``twin_fit.yaml``): a blackbox section itself
+    (``type: ...``) or a file with a ``blackbox:`` section. A relative path not found as given is looked up
+    in ``base`` (the folder of the config that names it)."""
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and base is not None:
+        p = base / p
+    data = load_yaml(p)
+    section = data if "type" in data else data.get("blackbox")
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{p}: expected a blackbox section (type: ...) or a file with a 'blackbox:' section")
+    parse_blackbox(section, str(p))
+    return dict(section)

@@ -27,13 +27,14 @@ the same sequence of queries give the same outputs.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxWrapper, Delayed, find_attribute
 from hil.config import require
-from hil.errors import ConfigError
+from hil.errors import ConfigError, DeviceError
 from hil.registry import WRAPPERS
 
 TWO_PI = 2 * math.pi
@@ -58,6 +59,19 @@ class _Wrapper(BlackBoxWrapper):
 
     def forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
         return self.transform_output(super().forward_differentiable(self.transform_input(x, True)), False)
+
+
+def lut_drive(x: torch.Tensor, drive: torch.Tensor, phase: torch.Tensor, lower: float, period: float) -> torch.Tensor:
+    """What an ``slm_lut`` correction sends for desired phases ``x`` (phases and drives: ``*_rad`` tables, see
+    ``hil.calibration.corrections``); piecewise linear, differentiable in ``x``."""
+    phase = phase - phase[0]
+    want = torch.remainder(x - lower, period)
+    reach = phase[-1]
+    want = torch.where(want > reach, torch.where(want - reach < period - want, reach, phase[0]), want)
+    idx = torch.searchsorted(phase, want.detach().contiguous(), right=True).clamp(1, len(phase) - 1)
+    p0, p1, d0, d1 = phase[idx - 1], phase[idx], drive[idx - 1], drive[idx]
+    t = ((want - p0) / (p1 - p0).clamp_min(1e-12)).clamp(0, 1)
+    return d0 + t * (d1 - d0)
 
 
 def _phase_range(inner: BlackBox) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,6 +269,22 @@ class Camera(_Wrapper):
     def from_config(cls, config: Config, *, inner: BlackBox) -> Camera:
         return cls(inner, config)
 
+    #: the exposures a calibration may set (s): the camera's declared limits
+    exposure_bounds_s = (1e-6, 10.0)
+
+    @property
+    def full_scale_counts(self) -> float:
+        return self.max_counts
+
+    def get_exposure_s(self) -> float:
+        return self.config.exposure_s
+
+    def set_exposure_s(self, exposure_s: float) -> None:
+        lo, hi = self.exposure_bounds_s
+        if not (lo <= exposure_s <= hi):
+            raise DeviceError(f"camera: exposure {exposure_s:.6g} s is outside the camera's [{lo:g}, {hi:g}] s")
+        self.config = replace(self.config, exposure_s=float(exposure_s))
+
     def electrons_per_unit(self) -> float:
         c = self.config
         return c.photons_per_s * c.exposure_s * c.quantum_efficiency
@@ -291,6 +321,61 @@ class Latency(Delayed):
     @classmethod
     def from_config(cls, config: Config, *, inner: BlackBox) -> Latency:
         return cls(inner, config.settle_s + config.exposure_s, config.per_batch_s)
+
+
+@WRAPPERS.register("slm_settling")
+class SLMSettling(_Wrapper):
+    """A liquid-crystal SLM follows a new drive with time constant ``tau_s``: each query row is one frame,
+    grabbed after the rig waits ``settle_s`` and then exposes for ``frame_s``, and it sees the drive
+    ``d <- d + (x - d) * (1 - exp(-(settle_s + frame_s) / tau_s))`` (the SLM keeps its state between queries).
+    With too short a wait, frames lag the pattern sent. ``time_scale`` scales the real sleep of each row
+    (0: simulated time only). The differentiable model is the settled SLM. ``settle_s`` is the rig's
+    setting that the settle calibration chooses (``set_settle_s``)."""
+
+    @dataclass
+    class Config:
+        tau_s: float = 0.02
+        settle_s: float = 0.0
+        frame_s: float = 0.005
+        time_scale: float = 0.0
+
+        def __post_init__(self) -> None:
+            require(0 < self.tau_s <= 10, f"slm_settling.tau_s must be in (0, 10] s, got {self.tau_s}")
+            for key in ("settle_s", "frame_s", "time_scale"):
+                value = getattr(self, key)
+                require(0 <= value <= 100, f"slm_settling.{key} must be in [0, 100], got {value}")
+
+    def __init__(self, inner: BlackBox, config: Config) -> None:
+        super().__init__(inner, stochastic=False)
+        self.config = config
+        self.drive: torch.Tensor | None = None  # what the SLM shows now (d_in), None before the first frame
+
+    @classmethod
+    def from_config(cls, config: Config, *, inner: BlackBox) -> SLMSettling:
+        return cls(inner, config)
+
+    def get_settle_s(self) -> float:
+        return self.config.settle_s
+
+    def set_settle_s(self, settle_s: float) -> None:
+        if not (0 <= settle_s <= 100):
+            raise DeviceError(f"slm_settling: settle time {settle_s:.6g} s is outside [0, 100] s")
+        self.config = replace(self.config, settle_s=float(settle_s))
+
+    def transform_input(self, x: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        if differentiable:
+            return x
+        c = self.config
+        alpha = 1.0 - math.exp(-(c.settle_s + c.frame_s) / c.tau_s)
+        rows = []
+        drive = x[0] if self.drive is None else self.drive
+        for row in x:
+            drive = drive + (row - drive) * alpha
+            rows.append(drive)
+        if c.time_scale > 0:
+            time.sleep(c.time_scale * (c.settle_s + c.frame_s) * x.shape[0])
+        self.drive = drive.clone()
+        return torch.stack(rows)
 
 
 # -- rig geometry: coarser SLM control and detector readout ------------------------------------------------

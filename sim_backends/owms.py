@@ -182,14 +182,7 @@ class OWMSTwin(BlackBox):
     # -- the physics --------------------------------------------------------------------
     def camera_field(self, phase: torch.Tensor) -> torch.Tensor:
         """``batch x rows x cols`` SLM phases -> ``batch x (cam_rows*b) x (cam_cols*b)`` complex field at z."""
-        # the kernel is the convolution weight and the field the input, as in torchoptics' dim_propagation
-        slm = self._beam * torch.polar(torch.ones_like(phase), phase)
-        # separable FFTs: the padded rows of the input and the discarded rows of the output are never transformed
-        fr, fc = self._fft_size
-        weight = torch.fft.fft(slm.flip(-1, -2).conj(), n=fc, dim=-1)
-        weight_fft = torch.fft.fft(weight, n=fr, dim=-2).conj()
-        out = torch.fft.ifft(self._kernel_fft * weight_fft, dim=-2)[..., : self._out_size[0], :]
-        return torch.fft.ifft(out, dim=-1)[..., : self._out_size[1]]
+        return dim_camera_field(self._beam, self._kernel_fft, self._fft_size, self._out_size, phase)
 
     def forward_differentiable(self, x: torch.Tensor) -> torch.Tensor:
         """``batch x 3600`` phases -> ``batch x cam_rows x cam_cols`` power fraction on ``x``'s device (computed
@@ -204,6 +197,20 @@ class OWMSTwin(BlackBox):
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return torch.cat([self.forward_differentiable(chunk) for chunk in x.split(CHUNK_ROWS)])
+
+
+def dim_camera_field(beam: torch.Tensor, kernel_fft: torch.Tensor, fft_size: tuple[int, int],
+                     out_size: tuple[int, int], phase: torch.Tensor) -> torch.Tensor:
+    """The field at the camera: the beam (``rows x cols``) times ``exp(i phase)`` (``batch x rows x cols``),
+    convolved with the impulse response whose ``fft_size`` FFT is ``kernel_fft``; ``batch x *out_size``."""
+    # the kernel is the convolution weight and the field the input, as in torchoptics' dim_propagation
+    slm = beam * torch.polar(torch.ones_like(phase), phase)
+    # separable FFTs: the padded rows of the input and the discarded rows of the output are never transformed
+    fr, fc = fft_size
+    weight = torch.fft.fft(slm.flip(-1, -2).conj(), n=fc, dim=-1)
+    weight_fft = torch.fft.fft(weight, n=fr, dim=-2).conj()
+    out = torch.fft.ifft(kernel_fft * weight_fft, dim=-2)[..., : out_size[0], :]
+    return torch.fft.ifft(out, dim=-1)[..., : out_size[1]]
 
 
 @OBJECTIVES.register("two_spots")

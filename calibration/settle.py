@@ -1,0 +1,148 @@
+"""Latency and settle time: step between two patterns, watch the frames converge, set the wait with a margin.
+
+For each wait ``t`` in a series the rig shows pattern A for ``lead`` frames at the longest wait (so the SLM
+has settled on A), then pattern B once, at wait ``t``; B differs from A by ``step_rad`` up or down (at
+random) on every pixel, a step small enough for the frame to follow the SLM linearly. The mean of those
+first frames of B over the repeats, minus B's settled frame, projected on the step (A's settled frame minus
+B's) and divided by the step's squared norm, is the step response ``d(t)``: 1 when the frame still shows A,
+0 once it shows B, and the projection averages the noise over every output. A liquid-crystal SLM relaxes
+exponentially, ``d(t) = exp(-(t + t0) / tau)`` (``t0``: the part of the frame time the wait does not cover),
+so ``log d`` is a line in ``t``; the settle time is the wait where ``d`` falls to ``tolerance``, times
+``margin``. Correction: the rig's ``settle_s`` (on the rig, or on an ``slm_settling`` twin).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hil.blackbox import BlackBox
+from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, find_control
+from hil.config import require
+from hil.registry import CALIBRATIONS
+
+
+@CALIBRATIONS.register("settle")
+class SettleCalibration(Calibration):
+    name = "settle"
+    order = 10
+    summary = "latency and settle time: step response of the SLM, the rig's wait with a margin"
+
+    @dataclass
+    class Config:
+        max_wait_s: float = 0.2  # the longest wait tried (and the settled reference)
+        waits: int = 16
+        lead_frames: int = 4  # frames of A (at the longest wait) before the step, and of B after it
+        repeats: int = 6
+        step_rad: float = 0.3  # the step between the two patterns, on every pixel
+        tolerance: float = 0.01  # residual of a step left when a frame is grabbed
+        margin: float = 1.2
+
+        def __post_init__(self) -> None:
+            require(0 < self.max_wait_s <= 60, f"max_wait_s must be in (0, 60], got {self.max_wait_s}")
+            require(self.waits >= 4 and self.lead_frames >= 2 and self.repeats >= 1,
+                    "waits must be >= 4, lead_frames >= 2, repeats >= 1")
+            require(0 < self.step_rad < 6, f"step_rad must be in (0, 6), got {self.step_rad}")
+            require(0 < self.tolerance < 0.5, f"tolerance must be in (0, 0.5), got {self.tolerance}")
+            require(self.margin >= 1, f"margin must be >= 1, got {self.margin}")
+
+    def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
+        if find_control(rig, "set_settle_s") is None:
+            return "it needs a rig whose settle time it can set (set_settle_s): an SLM + camera rig, or an " \
+                   "slm_settling wrapper on a twin"
+        return None
+
+    def measure(self, session: CalibrationSession) -> CalibrationResult:
+        c, rig = self.config, session.rig
+        control = find_control(rig, "set_settle_s")
+        before = control.get_settle_s()
+        spec = rig.spec
+        b = spec.lower + c.step_rad + (spec.upper - spec.lower - 2 * c.step_rad) * torch.rand(
+            1, spec.input_dim, generator=session.generator)
+        sign = torch.randint(0, 2, (1, spec.input_dim), generator=session.generator) * 2 - 1
+        a = b + c.step_rad * sign  # +-step_rad per pixel: small enough for the frame to follow it linearly
+        waits = np.linspace(0.0, c.max_wait_s, c.waits)
+        settled = 2  # settled frames kept of each pattern
+        try:
+            d = np.zeros((c.repeats, len(waits)))
+            noise = np.zeros((c.repeats, len(waits)))
+            for r in range(c.repeats):
+                for j, t in enumerate(waits):
+                    # references measured around each step, so slow drifts (laser power) cancel
+                    control.set_settle_s(c.max_wait_s)
+                    y_a = session.query(a.repeat(c.lead_frames, 1))[-settled:].reshape(settled, -1)
+                    control.set_settle_s(float(t))
+                    y_t = session.query(b)[0].reshape(-1)  # the first frame of B, grabbed after t
+                    control.set_settle_s(c.max_wait_s)
+                    y_b = session.query(b.repeat(c.lead_frames, 1))[-settled:].reshape(settled, -1)
+                    # the step's direction from one settled frame of each, the reference from another: with
+                    # independent noise the projection is unbiased
+                    step = y_a.mean(dim=0) - y_b[0]
+                    norm2 = max(float(step @ step), 1e-24)
+                    # the frame's projection on the step: 1 when it still shows A, 0 once it shows B; noise averages
+                    # over every output instead of adding up
+                    d[r, j] = float((y_t - y_b[1]) @ step) / norm2
+                    var = (y_b[1] - y_b[0]) ** 2 / 2  # one frame's noise variance per output
+                    noise[r, j] = float((var @ step**2 * 2).sqrt()) / norm2
+        finally:
+            control.set_settle_s(before)
+        floor = float(np.sqrt((noise**2).mean() / c.repeats))  # the noise left in the mean over repeats
+        dm = d.mean(axis=0)
+        usable = (dm > 3 * floor + 1e-6) & (dm < 0.5)  # the near-settled, linear part of the step
+        if usable.sum() >= 2:
+            # log d has noise floor / d: weight each point by (d / floor)^2
+            fit_w = dm[usable] / max(floor, 1e-9)
+            if usable.sum() > 3:
+                (slope, intercept), fit_cov = np.polyfit(waits[usable], np.log(dm[usable]), 1, w=fit_w, cov=True)
+            else:
+                (slope, intercept), fit_cov = np.polyfit(waits[usable], np.log(dm[usable]), 1, w=fit_w), None
+            tau = -1.0 / slope if slope < 0 else math.inf
+            t0 = -intercept * tau if math.isfinite(tau) else 0.0
+            settle = max(0.0, tau * math.log(1.0 / c.tolerance) - t0) * c.margin if math.isfinite(tau) else c.max_wait_s
+            d_tau = math.sqrt(fit_cov[0, 0]) / slope**2 if fit_cov is not None and slope < 0 else tau
+        else:  # settles within the shortest wait tried: no lag to see
+            tau, t0, settle, d_tau = 0.0, 0.0, 0.0, 0.0
+        capped = settle > c.max_wait_s
+        settle = float(min(settle, c.max_wait_s))
+        self._plot_data = (waits, d, floor, tau, t0, settle)
+        lines = [f"time constant {tau * 1e3:.2f} ms (frame lag {t0 * 1e3:.2f} ms); settle time {settle * 1e3:.2f} ms "
+                 f"leaves {c.tolerance:.0%} of a step, with margin {c.margin:g}" if tau > 0 else
+                 "no lag seen: every frame had settled at the shortest wait; settle time 0"]
+        if capped:
+            lines.append(f"warning: the SLM needs more than max_wait_s = {c.max_wait_s:g} s to settle; rerun with "
+                         f"--option max_wait_s={min(60.0, 4 * c.max_wait_s):g}")
+        return CalibrationResult(
+            measured={"waits_s": waits.tolist(), "step_residual": d.round(5).tolist(), "noise_floor": floor,
+                      "settle_before_s": before},
+            fitted={"tau_s": float(tau), "frame_lag_s": float(t0), "settle_s": settle, "capped": bool(capped)},
+            uncertainty={"tau_s": float(d_tau)},
+            corrections={"set": [{"on": "blackbox" if not hasattr(control, "inner") else "slm_settling",
+                                  "key": "settle_s", "value": settle}]},
+            lines=lines)
+
+    def plot(self, result: CalibrationResult, path: Path) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        waits, d, floor, tau, t0, settle = self._plot_data
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in d:
+            ax.plot(waits * 1e3, r, "o", ms=3, color="C0", alpha=0.6)
+        if tau > 0:
+            t = np.linspace(0, waits.max(), 200)
+            ax.plot(t * 1e3, np.exp(-(t + t0) / tau), "r-", label=f"exp(-(t + {t0 * 1e3:.1f} ms) / {tau * 1e3:.1f} ms)")
+        ax.axhline(max(floor, 1e-6), color="0.5", ls=":", label="noise floor")
+        ax.axvline(settle * 1e3, color="k", ls="--", label=f"settle {settle * 1e3:.1f} ms")
+        ax.set(yscale="log", xlabel="wait after the pattern (ms)", ylabel="residual of the step",
+               title="SLM step response")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        return path
