@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
-from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, find_control
+from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure, find_control
 from hil.config import require
 from hil.registry import CALIBRATIONS
 
@@ -98,28 +98,20 @@ class CameraCalibration(Calibration):
         return result
 
     def plot(self, result: CalibrationResult, path: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         exposures, counts, dark_frame, rate, full_scale, exposure = self._plot_data
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-        brightest = np.unravel_index(np.argmax(rate), rate.shape)
-        for p in range(counts.shape[1]):
-            j = int(np.argmax(rate[p]))
-            a.plot(exposures, counts[:, p, j], "o-", ms=3, label="flat phase" if p == 0 else None)
-        a.axhline(full_scale, color="k", lw=0.8, ls=":")
-        a.axvline(exposure, color="r", lw=0.8, ls="--", label=f"chosen {exposure:.3g} s")
-        a.set(xscale="log", yscale="log", xlabel="exposure (s)", ylabel="counts (brightest output per pattern)",
-              title=f"linearity; brightest: pattern {brightest[0]}")
-        a.legend(fontsize=8)
-        b.hist(dark_frame, bins=30)
-        b.set(xlabel="dark counts (intercept)", ylabel="outputs",
-              title=f"dark frame: median {np.median(dark_frame):.2f}")
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        with figure(path, 2, size=(10, 4)) as (fig, (a, b)):
+            brightest = np.unravel_index(np.argmax(rate), rate.shape)
+            for p in range(counts.shape[1]):
+                j = int(np.argmax(rate[p]))
+                a.plot(exposures, counts[:, p, j], "o-", ms=3, label="flat phase" if p == 0 else None)
+            a.axhline(full_scale, color="k", lw=0.8, ls=":")
+            a.axvline(exposure, color="r", lw=0.8, ls="--", label=f"chosen {exposure:.3g} s")
+            a.set(xscale="log", yscale="log", xlabel="exposure (s)", ylabel="counts (brightest output per pattern)",
+                  title=f"linearity; brightest: pattern {brightest[0]}")
+            a.legend(fontsize=8)
+            b.hist(dark_frame, bins=30)
+            b.set(xlabel="dark counts (intercept)", ylabel="outputs",
+                  title=f"dark frame: median {np.median(dark_frame):.2f}")
         return path
 
 

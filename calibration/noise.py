@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hil.blackbox import BlackBox
-from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession
+from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
 from hil.config import require
 from hil.registry import BLACKBOXES, CALIBRATIONS
 
@@ -84,25 +84,17 @@ class NoiseCalibration(Calibration):
                    f"gain {gain:.3g} e-/count", f"frames to average for SNR {c.target_snr:g}: {frames}"])
 
     def plot(self, result: CalibrationResult, path: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         mean, var, lit, coef, snr = self._plot_data
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-        a.plot(mean[~lit], var[~lit], ".", color="0.7", ms=3, label="dim outputs")
-        a.plot(mean[lit], var[lit], ".", ms=3, label="lit outputs")
-        m = np.linspace(0, mean.max(), 50)
-        a.plot(m, coef[0] + coef[1] * m, "r-", label=f"read {math.sqrt(max(coef[0], 0)):.2f}, 1/gain {coef[1]:.3g}")
-        a.set(xlabel="mean (counts)", ylabel="variance (counts²)", title="noise model")
-        a.legend(fontsize=8)
-        b.hist(snr[lit & np.isfinite(snr)], bins=30)
-        b.set(xlabel="SNR per frame (lit outputs)", ylabel="outputs", title=f"frames to average: "
-              f"{result.fitted['frames']}")
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        with figure(path, 2, size=(10, 4)) as (fig, (a, b)):
+            a.plot(mean[~lit], var[~lit], ".", color="0.7", ms=3, label="dim outputs")
+            a.plot(mean[lit], var[lit], ".", ms=3, label="lit outputs")
+            m = np.linspace(0, mean.max(), 50)
+            a.plot(m, coef[0] + coef[1] * m, "r-", label=f"read {math.sqrt(max(coef[0], 0)):.2f}, 1/gain {coef[1]:.3g}")
+            a.set(xlabel="mean (counts)", ylabel="variance (counts²)", title="noise model")
+            a.legend(fontsize=8)
+            b.hist(snr[lit & np.isfinite(snr)], bins=30)
+            b.set(xlabel="SNR per frame (lit outputs)", ylabel="outputs", title=f"frames to average: "
+                  f"{result.fitted['frames']}")
         return path
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
-from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, find_control
+from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure, find_control
 from hil.config import require
 from hil.registry import CALIBRATIONS
 
@@ -125,24 +125,17 @@ class SettleCalibration(Calibration):
             lines=lines)
 
     def plot(self, result: CalibrationResult, path: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         waits, d, floor, tau, t0, settle = self._plot_data
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for r in d:
-            ax.plot(waits * 1e3, r, "o", ms=3, color="C0", alpha=0.6)
-        if tau > 0:
-            t = np.linspace(0, waits.max(), 200)
-            ax.plot(t * 1e3, np.exp(-(t + t0) / tau), "r-", label=f"exp(-(t + {t0 * 1e3:.1f} ms) / {tau * 1e3:.1f} ms)")
-        ax.axhline(max(floor, 1e-6), color="0.5", ls=":", label="noise floor")
-        ax.axvline(settle * 1e3, color="k", ls="--", label=f"settle {settle * 1e3:.1f} ms")
-        ax.set(yscale="log", xlabel="wait after the pattern (ms)", ylabel="residual of the step",
-               title="SLM step response")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        with figure(path, 1, size=(6, 4)) as (fig, ax):
+            for r in d:
+                ax.plot(waits * 1e3, r, "o", ms=3, color="C0", alpha=0.6)
+            if tau > 0:
+                t = np.linspace(0, waits.max(), 200)
+                label = f"exp(-(t + {t0 * 1e3:.1f} ms) / {tau * 1e3:.1f} ms)"
+                ax.plot(t * 1e3, np.exp(-(t + t0) / tau), "r-", label=label)
+            ax.axhline(max(floor, 1e-6), color="0.5", ls=":", label="noise floor")
+            ax.axvline(settle * 1e3, color="k", ls="--", label=f"settle {settle * 1e3:.1f} ms")
+            ax.set(yscale="log", xlabel="wait after the pattern (ms)", ylabel="residual of the step",
+                   title="SLM step response")
+            ax.legend(fontsize=8)
         return path

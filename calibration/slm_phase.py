@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hil.blackbox import BlackBox, find_attribute
-from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession
+from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
 from hil.config import require
 from hil.registry import CALIBRATIONS
 
@@ -81,24 +81,16 @@ class SLMPhaseCalibration(Calibration):
                    f"{table_phase[-1] / TWO_PI:.3f} x 2 pi"])
 
     def plot(self, result: CalibrationResult, path: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         u, phase, scale, gamma, points = self._plot_data
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-        a.plot(points[:, 0], points[:, 1], "o-", ms=3)
-        a.set(title="levels in the fringe plane (an ellipse)", xlabel="PC 1", ylabel="PC 2", aspect="equal")
-        uu = np.linspace(0, 1, 200)
-        b.plot(u, phase, "o", ms=3, label="measured")
-        b.plot(uu, scale * TWO_PI * uu**gamma, "r-", label=f"fit: {scale:.3f} 2π u^{gamma:.3f}")
-        b.plot(uu, TWO_PI * uu, "k:", lw=0.8, label="ideal")
-        b.set(xlabel="drive (fraction of the range)", ylabel="phase (rad)", title="SLM phase response")
-        b.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        with figure(path, 2, size=(10, 4)) as (fig, (a, b)):
+            a.plot(points[:, 0], points[:, 1], "o-", ms=3)
+            a.set(title="levels in the fringe plane (an ellipse)", xlabel="PC 1", ylabel="PC 2", aspect="equal")
+            uu = np.linspace(0, 1, 200)
+            b.plot(u, phase, "o", ms=3, label="measured")
+            b.plot(uu, scale * TWO_PI * uu**gamma, "r-", label=f"fit: {scale:.3f} 2π u^{gamma:.3f}")
+            b.plot(uu, TWO_PI * uu, "k:", lw=0.8, label="ideal")
+            b.set(xlabel="drive (fraction of the range)", ylabel="phase (rad)", title="SLM phase response")
+            b.legend(fontsize=8)
         return path
 
 

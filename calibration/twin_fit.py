@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from hil.blackbox import BlackBox, find_attribute
-from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession
+from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
 from hil.config import require
 from hil.errors import CalibrationError, RegistryError
 from hil.registry import CALIBRATIONS, TWIN_MODELS
@@ -139,33 +139,29 @@ class TwinFit(Calibration):
             uncertainty=uncertainty, files={"twin": twin_path.name}, lines=lines)
 
     def plot(self, result: CalibrationResult, path: Path) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         model, x, target, theta, before, after = self._plot_data
         with torch.no_grad():
-            nominal = model(x[:1], torch.zeros_like(theta)).reshape(-1).numpy()
-            fitted = model(x[:1], theta).reshape(-1).numpy()
-        measured = target[0].numpy()
-        shape = find_attribute(model, "out_shape")
-        fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-        if len(measured) == 32 * 32 or shape is None:
-            side = int(round(math.sqrt(len(measured))))
-            images = [(measured, "rig"), (nominal, "nominal twin"), (fitted, "fitted twin")]
-            vmax = float(measured.max())
-            for ax, (img, title) in zip(axes, images, strict=True):
+            nominal = model(x, torch.zeros_like(theta)).reshape(len(x), -1).numpy()
+            fitted = model(x, theta).reshape(len(x), -1).numpy()
+        measured = target.numpy()
+        side = int(round(math.sqrt(measured.shape[1])))
+        with figure(path, 4, size=(16, 4)) as (fig, axes):
+            vmax = float(measured[0].max())
+            for ax, (img, title) in zip(axes[:3], [(measured[0], "rig"), (nominal[0], "nominal twin"),
+                                                   (fitted[0], "fitted twin")], strict=True):
                 if side * side == len(img):
                     ax.imshow(img.reshape(side, side), vmin=0, vmax=vmax)
                 else:
                     ax.bar(range(len(img)), img)
-                ax.set_title(title)
-        fig.suptitle(f"twin fit: one pattern; residual {result.measured['rms_noise_sigmas_before']:.2f} -> "
-                     f"{result.fitted['rms_noise_sigmas']:.2f} noise sigmas")
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+                ax.set_title(f"{title}: pattern 0")
+            pick = np.random.default_rng(0).choice(measured.size, size=min(4000, measured.size), replace=False)
+            ax = axes[3]
+            ax.plot(measured.reshape(-1)[pick], nominal.reshape(-1)[pick], ".", ms=2, color="0.6", label="nominal")
+            ax.plot(measured.reshape(-1)[pick], fitted.reshape(-1)[pick], ".", ms=2, label="fitted")
+            ax.set(xlabel="rig", ylabel="twin", title="every output of every pattern")
+            ax.legend(fontsize=8)
+            fig.suptitle(f"twin fit: residual {result.measured['rms_noise_sigmas_before']:.2f} -> "
+                         f"{result.fitted['rms_noise_sigmas']:.2f} noise sigmas")
         return path
 
 

@@ -27,7 +27,8 @@ calls ``measure``, and writes the record (:mod:`hil.calib.record`) and the plot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,3 +131,20 @@ def describe_rig(section: Mapping[str, Any]) -> str:
     """``owms_twin with wrappers camera, slm_macropixels``: how an error names a rig."""
     wrappers = [w.get("type", "?") for w in section.get("wrappers") or [] if isinstance(w, Mapping)]
     return f"{section.get('type')}" + (f" with wrappers {', '.join(wrappers)}" if wrappers else "")
+
+
+@contextmanager
+def figure(path: Path, ncols: int = 1, size: tuple[float, float] = (10, 4)) -> Iterator[tuple[Any, Any]]:
+    """``with figure(path, 2) as (fig, (a, b)):`` a calibration's PNG, laid out, saved and closed on exit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=size)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+    finally:
+        plt.close(fig)
