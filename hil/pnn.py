@@ -33,6 +33,7 @@ from torch import nn
 from hil.blackbox import BlackBox
 from hil.calib.record import apply_corrections, load_records, parse_calibrations
 from hil.config import load_yaml, parse, parse_typed, require
+from hil.datasets import load_dataset, parse_dataset
 from hil.errors import ConfigError
 from hil.estimators import ExactEstimator, GradientEstimator, SurrogateEstimator
 from hil.layer import PhysicalLayer
@@ -151,7 +152,7 @@ class PNNConfig:
     surrogate: dict
     name: str = "pnn"
     description: str = ""
-    dataset: Literal["digits"] = "digits"
+    dataset: Any = "digits"  # digits, or {path: FILE.npz | FILE.h5, images_key, labels_key, limit} (hil.datasets)
     modes: list[str] = field(default_factory=lambda: list(MODES))
     training: TrainingConfig = field(default_factory=TrainingConfig)
     log: PNNLogConfig = field(default_factory=PNNLogConfig)
@@ -159,6 +160,7 @@ class PNNConfig:
     calibrations: Any = None
 
     def __post_init__(self) -> None:
+        self.dataset = parse_dataset(self.dataset)
         parse_calibrations(self.calibrations)
         parse_blackbox(self.bench, "bench")
         if isinstance(self.model_twin, str):
@@ -180,21 +182,11 @@ def load_pnn_config(source: str | Path | dict) -> PNNConfig:
     records = load_records(parse_calibrations(config.calibrations), config.bench, "bench", base=base)
     config.bench = apply_corrections(config.bench, records, "bench")
     config.calibrations = [r.id for r in records] or None
+    if not isinstance(config.dataset, str):  # a relative data file: next to the config when not found as given
+        p = Path(config.dataset.path)
+        if not p.is_absolute() and not p.exists() and (base / p).exists():
+            config.dataset.path = str(base / p)
     return config
-
-
-def load_dataset(name: str, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """scikit-learn's bundled 8x8 digits (no download), pixels scaled to [0, 1], a stratified split (seed 0)."""
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:
-        raise ConfigError("dataset 'digits' needs scikit-learn: pip install 'hil[optics]'") from exc
-    digits = load_digits()
-    x = torch.tensor(digits.data / 16.0, dtype=torch.float32)
-    y = torch.tensor(digits.target, dtype=torch.long)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=0, stratify=y)
-    return x_tr, y_tr, x_te, y_te
 
 
 def _estimator_for(mode: str, config: PNNConfig, model_twin: BlackBox) -> GradientEstimator:

@@ -1,0 +1,130 @@
+"""``hil bench sim2real``: what a fitted twin buys, side by side in one command.
+
+1. **PNN digits** (``configs/pnn_digits.yaml``): the bench is calibrated with ``twin_fit`` (its model twin's
+   geometry, phase response, crosstalk and readout fitted to 176 bench queries), then the PNN is trained
+   ``in_silico`` (on the model, deployed on the bench) and ``pat_model_twin`` (physics-aware: bench forward,
+   model backward) with three models: the nominal model twin, the fitted twin, and the bench itself (the
+   ideal: a model that is the bench). Bench test accuracy over the seeds, and the share of the nominal ->
+   ideal gap the fitted twin closes (target: 80 %).
+2. **The main job** (``configs/owms_twin.yaml``): ``estimator: {type: exact, model: ...}`` through the nominal
+   twin, the fitted twin and the bench's own noise-free model, same seeds: the final two-spot objective.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hil.registry import BENCHMARKS
+
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _configs_dir() -> Path:
+    """The shipped configs: beside the package in a checkout, else ./configs."""
+    return REPO_CONFIGS if REPO_CONFIGS.is_dir() else Path("configs")
+
+
+def _fit(config_path: Path, model_section: dict[str, Any] | None, out: Path) -> tuple[dict[str, Any], Any]:
+    from hil.calib.runner import load_rig_config, run_calibration
+
+    model_file = None
+    if model_section is not None:
+        model_file = out / "nominal.yaml"
+        out.mkdir(parents=True, exist_ok=True)
+        model_file.write_text(yaml.safe_dump({"blackbox": model_section}))
+    rig = load_rig_config(config_path, model=str(model_file) if model_file else None)
+    record = run_calibration("twin_fit", rig, out_dir=out, echo=lambda s: None)
+    fitted = yaml.safe_load((out / record.files["twin"]).read_text())["blackbox"]
+    return fitted, record
+
+
+def _closure(nominal: float, fitted: float, ideal: float) -> float:
+    """Share of the nominal -> ideal gap the fitted model closes (1 = all of it)."""
+    return (fitted - nominal) / (ideal - nominal) if ideal != nominal else float("nan")
+
+
+def pnn_part(seeds: list[int], epochs: int, tmp: Path, progress: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from hil.datasets import load_dataset
+    from hil.pnn import load_pnn_config, run_one
+
+    path = _configs_dir() / "pnn_digits.yaml"
+    raw = yaml.safe_load(path.read_text())
+    t = time.perf_counter()
+    fitted, record = _fit(path, None, tmp / "pnn_fit")
+    fit_s = time.perf_counter() - t
+    models = {"nominal": raw["model_twin"], "fitted": fitted, "ideal": copy.deepcopy(raw["bench"])}
+    data = load_dataset("digits", raw["training"]["test_fraction"])
+    results: dict[str, dict[str, list[float]]] = {}
+    jobs = [(mode, name, seed) for mode in ("in_silico", "pat_model_twin") for name in models for seed in seeds]
+    for mode, name, seed in tqdm(jobs, desc="sim2real pnn", unit="run", disable=not progress):
+        cfg = copy.deepcopy(raw)
+        cfg["model_twin"] = models[name]
+        cfg["modes"] = [mode]
+        cfg["training"]["epochs"] = epochs
+        config = load_pnn_config(cfg)
+        r = run_one(config, mode, seed, data)
+        results.setdefault(mode, {}).setdefault(name, []).append(r["bench_accuracy"])
+    return {"fit": {"fitted": record.fitted, "uncertainty": record.uncertainty, "wall_s": fit_s},
+            "accuracy": results, "epochs": epochs, "seeds": seeds}
+
+
+def main_job_part(seeds: list[int], iterations: int, tmp: Path, progress: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from hil.run import execute, load_run_config
+
+    path = _configs_dir() / "owms_twin.yaml"
+    raw = yaml.safe_load(path.read_text())
+    macro = [w for w in raw["blackbox"]["wrappers"] if w["type"] == "slm_macropixels"]
+    nominal = {"type": "owms_twin", "wrappers": macro}
+    fitted, record = _fit(path, nominal, tmp / "main_fit")
+    models = {"nominal": nominal, "fitted": fitted, "ideal": copy.deepcopy(raw["blackbox"])}
+    finals: dict[str, list[float]] = {}
+    jobs = [(name, seed) for name in models for seed in seeds]
+    for name, seed in tqdm(jobs, desc="sim2real main job", unit="run", disable=not progress):
+        cfg = copy.deepcopy(raw)
+        cfg["estimator"] = {"type": "exact", "model": models[name]}
+        cfg["optimizer"].update(seed=seed, iterations=iterations)
+        cfg["log"] = {"dir": str(tmp / "runs"), "report": False}
+        result = execute(load_run_config(cfg))
+        finals.setdefault(name, []).append(float(np.nanmean(result.trace.best_array()[-1])))
+    return {"fit": {"fitted": record.fitted}, "final_mean_over_starts": finals, "iterations": iterations,
+            "seeds": seeds}
+
+
+@BENCHMARKS.register("sim2real")
+def bench_sim2real(json_path: str | None, quick: bool) -> int:
+    seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
+    epochs = 3 if quick else 10
+    with tempfile.TemporaryDirectory() as tmp:
+        pnn = pnn_part(seeds, epochs, Path(tmp), progress=True)
+        main = main_job_part(seeds[:3], 30 if quick else 100, Path(tmp), progress=True)
+    lines = [f"PNN digits, bench test accuracy, {epochs} epochs, seeds {seeds} (mean ± std):",
+             f"{'training':<16} {'nominal twin':>16} {'fitted twin':>16} {'ideal (bench)':>16} {'gap closed':>11}"]
+    for mode, by in pnn["accuracy"].items():
+        m = {k: (float(np.mean(v)), float(np.std(v))) for k, v in by.items()}
+        close = _closure(m["nominal"][0], m["fitted"][0], m["ideal"][0])
+        cells = " ".join(f"{m[k][0]:>9.4f} ± {m[k][1]:.3f}" for k in ("nominal", "fitted", "ideal"))
+        lines.append(f"{mode:<16} {cells} {100 * close:>9.0f} %")
+    f = main["final_mean_over_starts"]
+    m = {k: (float(np.mean(v)), float(np.std(v))) for k, v in f.items()}
+    close = _closure(m["nominal"][0], m["fitted"][0], m["ideal"][0])
+    lines += [f"main job, exact gradient through the model, {main['iterations']} iterations, seeds "
+              f"{main['seeds']}: final two-spot objective (mean over starts; lower is better)",
+              "   " + ", ".join(f"{k} {v[0]:.4f} ± {v[1]:.4f}" for k, v in m.items())
+              + f"; gap closed {100 * close:.0f} %"]
+    print("\n".join(lines))
+    if json_path:
+        Path(json_path).write_text(json.dumps({"pnn": pnn, "main_job": main}, indent=1))
+        print(f"json: {json_path}")
+    return 0
