@@ -56,6 +56,12 @@ class NoiseCalibration(Calibration):
         mean, std = y.mean(axis=0), y.std(axis=0, ddof=1)  # patterns x outputs
         var = std**2
         lit = mean > c.lit_fraction * mean.max()
+        if not bool((std[lit] > 0).any()):  # every repeat identical: a deterministic rig (e.g. a noise-free simulator)
+            self._plot_data = None
+            return CalibrationResult(
+                measured={"mean": mean.round(4).tolist(), "std": std.round(5).tolist(), "repeats": c.repeats},
+                fitted={"read_noise_counts": 0.0, "median_snr": None, "frames": 1, "deterministic": True},
+                lines=["every repeated query gave the same answer: no noise to average; frames 1"])
         snr = np.where(std > 0, mean / np.where(std > 0, std, 1), np.inf)
         # var = a + b * mean over the lit outputs; weights for var's own scatter (~ var * sqrt(2 / (R - 1)))
         m, v = mean[lit], var[lit]
@@ -83,7 +89,9 @@ class NoiseCalibration(Calibration):
             lines=[f"median SNR of the lit outputs {median_snr:.1f} per frame; read noise {read:.2f} counts, "
                    f"gain {gain:.3g} e-/count", f"frames to average for SNR {c.target_snr:g}: {frames}"])
 
-    def plot(self, result: CalibrationResult, path: Path) -> Path:
+    def plot(self, result: CalibrationResult, path: Path) -> Path | None:
+        if self._plot_data is None:
+            return None
         mean, var, lit, coef, snr = self._plot_data
         with figure(path, 2, size=(10, 4)) as (fig, (a, b)):
             a.plot(mean[~lit], var[~lit], ".", color="0.7", ms=3, label="dim outputs")

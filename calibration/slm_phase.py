@@ -22,6 +22,7 @@ import torch
 from hil.blackbox import BlackBox, find_attribute
 from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
 from hil.config import require
+from hil.errors import CalibrationError
 from hil.registry import CALIBRATIONS
 
 TWO_PI = 2 * math.pi
@@ -44,6 +45,8 @@ class SLMPhaseCalibration(Calibration):
             require(self.repeats >= 1 and self.table >= 8, "repeats must be >= 1 and table >= 8")
 
     def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
+        if context.rig_section.get("type") == "slm_camera_rig":
+            return "on an SLM + camera rig, slmsuite's own pixel calibration (slmsuite_pixel) measures the response"
         shape = find_attribute(rig, "input_image_shape")
         if shape is None or len(shape) != 2 or int(np.prod(shape)) != rig.spec.input_dim or shape[1] < 2:
             return "it needs an SLM rig whose inputs are an image of phases (input_image_shape)"
@@ -63,9 +66,17 @@ class SLMPhaseCalibration(Calibration):
         img[:, :, cols // 2:] = torch.tensor(drives, dtype=torch.float32)[:, None, None]
         x = img.reshape(c.levels, -1)
         y = session.query(x.repeat(c.repeats, 1)).reshape(c.repeats, c.levels, -1).mean(dim=0).numpy()
-        phase, points = split_screen_phase(y.astype(np.float64))
-        u = (drives - lower) / TWO_PI
-        (scale, gamma), cov, rms = fit_power_law(u, phase)
+        try:
+            phase, points = split_screen_phase(y.astype(np.float64))
+            u = (drives - lower) / TWO_PI
+            (scale, gamma), cov, rms = fit_power_law(u, phase)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            raise CalibrationError(f"slm_phase: the split-screen frames show no interference ellipse to measure "
+                                   f"the phase from ({exc}); the camera must see where the two halves' light "
+                                   f"overlaps") from exc
+        if not all(np.isfinite([scale, gamma, rms])) or not (0.05 < scale < 2 and 0.1 < gamma < 10):
+            raise CalibrationError(f"slm_phase: the fitted response (scale {scale:.3g}, gamma {gamma:.3g}) is not "
+                                   f"physical; the camera must see where the two halves' light overlaps")
         table_u = np.linspace(0, 1, c.table)
         table_drive = lower + TWO_PI * table_u * (1 - 1e-6)
         table_phase = np.maximum.accumulate(scale * TWO_PI * table_u**gamma)

@@ -95,7 +95,9 @@ class TwinFit(Calibration):
         a, b = np.polyfit(mean.numpy(), var.numpy(), 1)[::-1]  # var = a + b * mean
         noise = {"read_noise_counts": math.sqrt(max(a, 0.0)), "gain_e_per_count": 1 / b if b > 0 else 1.0}
         target = y.double().reshape(len(x), -1)
-        weight = 1.0 / (max(a, 1e-12) + max(b, 0.0) * target.clamp_min(0))  # inverse variance per output
+        # inverse variance per output; at least an integer readout's rounding (1/12 count^2), so a noise-free rig
+        # still has a scale for its residuals
+        weight = 1.0 / (max(a, 1.0 / 12) + max(b, 0.0) * target.clamp_min(0))
         model.start_readout(x, target)
         before = model.values()
         chi2_before = float(_chi2(model, x, target, weight, model.theta.detach()))

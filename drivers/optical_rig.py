@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from hil.drivers.rig import RigOptions, RowRig
 
-from hil.blackbox import BlackBoxSpec
+from hil.blackbox import BlackBox, BlackBoxSpec
 from hil.config import require
 from hil.errors import ConfigError, DeviceError
 from hil.registry import BLACKBOXES
@@ -85,9 +85,30 @@ class SLMCameraRig(RowRig):
         regions: list[int] | None = None
         on_saturation: Literal["error", "count"] = "error"
         max_saturated_fraction: float = 0.01
+        #: the SLM's phase response from slmsuite's pixel calibration (``hil calibrate slmsuite_pixel``):
+        #: ``{levels: [...], gamma: [...]}`` (gamma in units of 2 pi), applied with ``slm.set_gamma`` on connect
+        slm_gamma: dict | None = None
+        #: slmsuite's Fourier calibration (``hil calibrate slmsuite_fourier``): ``{M: [[...], [...]], b: [...]}``, the
+        #: affine map from the SLM's k-space to camera pixels, for slmsuite holography and calibrations on the rig
+        fourier_affine: dict | None = None
+        #: real sleeps (settle_s) are multiplied by this: 0 on a simulated pair, so calibrations that step the
+        #: settle time run at simulator speed (the settle times are still what the config and records say)
+        sleep_scale: float = 1.0
 
         def __post_init__(self) -> None:
             super().__post_init__()
+            if self.slm_gamma is not None:
+                g = self.slm_gamma
+                require(set(g) == {"levels", "gamma"} and len(g["levels"]) == len(g["gamma"]) >= 2
+                        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in [*g["levels"], *g["gamma"]]),
+                        "blackbox.slm_gamma: give {levels: [...], gamma: [...]} of the same length, finite numbers "
+                        "(what hil calibrate slmsuite_pixel writes)")
+            if self.fourier_affine is not None:
+                f = self.fourier_affine
+                ok = set(f) == {"M", "b"} and np.asarray(f["M"], dtype=float).shape == (2, 2) \
+                    and np.asarray(f["b"], dtype=float).size == 2 and np.isfinite(np.asarray(f["M"], float)).all()
+                require(bool(ok), "blackbox.fourier_affine: give {M: [[a, b], [c, d]], b: [x, y]} (what hil calibrate "
+                                  "slmsuite_fourier writes)")
             for key in ("slm", "camera"):
                 section = getattr(self, key)
                 require(isinstance(section, dict) and bool(section.get("class")),
@@ -110,6 +131,7 @@ class SLMCameraRig(RowRig):
                         and self.roi[3] % self.regions[1] == 0,
                         "blackbox.regions [rows, cols] needs a roi whose height and width they divide")
             require(0 <= self.max_saturated_fraction <= 1, "blackbox.max_saturated_fraction must be in [0, 1]")
+            require(0 <= self.sleep_scale <= 1, f"blackbox.sleep_scale must be in [0, 1], got {self.sleep_scale}")
 
     def __init__(self, config: Config) -> None:
         c = self.config = config
@@ -168,6 +190,9 @@ class SLMCameraRig(RowRig):
                                       f"{list(bounds)} s")
                 self.camera.set_exposure(c.exposure_s)
             self.full_scale = float(2 ** int(self.camera.bitdepth) - 1)
+            if c.slm_gamma is not None:
+                self.slm.set_gamma(np.asarray(c.slm_gamma["gamma"], dtype=float),
+                                   levels=np.asarray(c.slm_gamma["levels"]))
         except BaseException:
             self._close()
             raise
@@ -205,6 +230,13 @@ class SLMCameraRig(RowRig):
         self.camera.set_exposure(float(exposure_s))
         self.config = replace(self.config, exposure_s=float(exposure_s))
 
+    def frame_view(self) -> FrameView:
+        """The same open SLM and camera as a BlackBox of whole frames, for calibrations that drive every pixel
+        (slmsuite's): display levels in, the camera's full frame out, validated and logged like any query."""
+        if self.camera is None:
+            raise DeviceError("the rig is not connected")
+        return FrameView(self)
+
     def pattern(self, row: torch.Tensor) -> np.ndarray:
         """One input row -> the ``slm_rows x slm_cols`` phase pattern displayed."""
         rows, cols = self.slm_shape
@@ -235,10 +267,41 @@ class SLMCameraRig(RowRig):
     def _row(self, values: list[float]) -> list[float] | np.ndarray:
         c = self.config
         self.slm.set_phase(self.pattern(torch.tensor(values)), settle=False)
-        if c.settle_s > 0:
-            time.sleep(c.settle_s)
+        if c.settle_s * c.sleep_scale > 0:
+            time.sleep(c.settle_s * c.sleep_scale)
         img = self._frame()
         if c.regions:
             r, q = c.regions
             img = img.reshape(r, img.shape[0] // r, q, img.shape[1] // q).sum(axis=(1, 3)).reshape(-1)
         return img
+
+
+class FrameView(BlackBox):
+    """``batch x (rows * cols)`` SLM display levels (whole numbers in ``[0, levels - 1]``) -> ``batch x cam_rows x
+    cam_cols`` full camera frames, on an open :class:`SLMCameraRig`'s devices. Each row is displayed as integer
+    levels (``set_phase(levels, phase_correct=False)``, slmsuite's direct display), the rig's settle time is
+    waited, and one frame is grabbed."""
+
+    def __init__(self, rig: SLMCameraRig) -> None:
+        slm, cam = rig.slm, rig.camera
+        levels = int(getattr(slm, "bitresolution", 256))
+        n = rig.slm_shape[0] * rig.slm_shape[1]
+        super().__init__(BlackBoxSpec(name="slm_camera_rig.frames", input_dim=n, lower=torch.zeros(n),
+                                      upper=torch.full((n,), float(levels - 1)), output_shape=tuple(cam.shape),
+                                      stochastic=True, integer=True))
+        self.rig = rig
+        self._dtype = np.asarray(slm.display).dtype
+        self._connected = True  # the rig's devices are open already
+
+    def _close(self) -> None:
+        pass  # the rig owns the devices
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        rig, frames = self.rig, []
+        for row in x:
+            display = np.rint(row.numpy()).astype(self._dtype).reshape(rig.slm_shape)
+            rig.slm.set_phase(display, phase_correct=False, settle=False)
+            if rig.config.settle_s * rig.config.sleep_scale > 0:
+                time.sleep(rig.config.settle_s * rig.config.sleep_scale)
+            frames.append(np.asarray(rig.camera.get_image(), dtype=np.float32))
+        return torch.from_numpy(np.stack(frames))

@@ -32,6 +32,7 @@ from torch import nn
 
 from hil.blackbox import BlackBox
 from hil.calib.record import apply_corrections, load_records, parse_calibrations
+from hil.calib.runner import parse_calibrate
 from hil.config import load_yaml, parse, parse_typed, require
 from hil.datasets import load_dataset, parse_dataset
 from hil.errors import ConfigError
@@ -158,10 +159,13 @@ class PNNConfig:
     log: PNNLogConfig = field(default_factory=PNNLogConfig)
     #: calibration records applied to the bench (``[a.json, ...]`` or ``{records: [...], max_age_h: N}``)
     calibrations: Any = None
+    #: options for ``hil calibrate`` on the bench (``{NAME: {...}, skip: [...]}``, see hil.calib.runner)
+    calibrate: Any = None
 
     def __post_init__(self) -> None:
         self.dataset = parse_dataset(self.dataset)
         parse_calibrations(self.calibrations)
+        parse_calibrate(self.calibrate)
         parse_blackbox(self.bench, "bench")
         if isinstance(self.model_twin, str):
             self.model_twin = load_blackbox_file(self.model_twin)

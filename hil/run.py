@@ -28,6 +28,7 @@ import torch
 
 from hil.blackbox import BlackBox, find_attribute
 from hil.calib.record import CalibrationRecord, apply_corrections, load_records, parse_calibrations, record_summary
+from hil.calib.runner import parse_calibrate
 from hil.config import TypedSection, load_yaml, parse, parse_typed
 from hil.errors import ConfigError, LogError
 from hil.optim.loop import Trace, run_loop
@@ -39,7 +40,8 @@ from hil.report import plot_run_report
 from hil.sections import BlackBoxSection, load_blackbox_file, parse_blackbox
 from hil.space import UnitCubeView
 
-TOP_LEVEL_KEYS = ("name", "description", "blackbox", "calibrations", "objective", "estimator", "optimizer", "log")
+TOP_LEVEL_KEYS = ("name", "description", "blackbox", "calibrations", "calibrate", "objective", "estimator", "optimizer",
+                  "log")
 
 
 @dataclass
@@ -101,6 +103,7 @@ def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
     if not isinstance(description, str):
         raise ConfigError("description: expected a string")
     parse_blackbox(data["blackbox"], "blackbox")  # the rig as written first: its errors name the user's keys
+    parse_calibrate(data.get("calibrate"))  # hil calibrate's options: checked here too, so a typo fails early
     records = load_records(parse_calibrations(data.get("calibrations")), data["blackbox"], "blackbox", base=base)
     blackbox = parse_blackbox(apply_corrections(data["blackbox"], records), "blackbox")
     data = resolve_model_paths(data, base)

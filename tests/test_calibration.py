@@ -291,3 +291,50 @@ def test_lookup_table_inverts_a_power_law_and_is_differentiable():
     x = want[:, :4].clone().requires_grad_(True)
     lut.drive_for(x).sum().backward()
     assert bool((x.grad > 0).all())
+
+
+# -- slmsuite's own calibrations on its simulated SLM + camera, through the rig's logged path ---------------------
+
+
+@pytest.fixture(scope="module")
+def slmsuite_rig(tmp_path_factory):
+    pytest.importorskip("slmsuite")
+    d = tmp_path_factory.mktemp("slmsuite")
+    data = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "slm_camera_rig.yaml").read_text())
+    gamma = 0.9 * (np.arange(256) / 256) ** 1.15  # injected: 0.9 x 2 pi at the top level, gamma 1.15
+    data["blackbox"]["slm"]["kwargs"]["gamma_sim"] = gamma.tolist()
+    cfg = d / "rig.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    fourier = run_calibration("slmsuite_fourier", load_rig_config(cfg), out_dir=d / "out", echo=quiet)
+    pixel = run_calibration("slmsuite_pixel", load_rig_config(cfg, extra_records=[str(fourier.path)]),
+                            options=["quick=true"], out_dir=d / "out", echo=quiet)
+    return cfg, gamma, fourier, pixel
+
+
+def test_slmsuite_pixel_calibration_recovers_the_phase_response_through_the_logged_path(slmsuite_rig):
+    cfg, gamma, fourier, pixel = slmsuite_rig
+    assert np.asarray(fourier.fitted["M"]).shape == (2, 2) and len(fourier.fitted["b"]) == 2
+    levels = np.asarray(pixel.measured["levels"]).astype(int)
+    recovered = np.asarray(pixel.fitted["gamma"])
+    assert np.abs(TWO_PI * (recovered - (gamma[levels] - gamma[0]))).max() < 0.02  # rad
+    log = read_log(pixel.path.parent / pixel.files["log"])
+    assert len(log) == pixel.measured["queries"] > 500 and set(log.purpose_labels()) == {"calibration"}
+    assert log.x.shape[1] == 64 * 64 and float(np.asarray(log.x).max()) <= 255  # display levels, validated
+
+
+def test_slmsuite_lookup_table_makes_the_realised_phase_the_desired_one(slmsuite_rig):
+    cfg, gamma, fourier, pixel = slmsuite_rig
+
+    def worst_error(records: list[str]) -> float:
+        box = parse_blackbox(load_rig_config(cfg, extra_records=records).corrected()).build()
+        errors = []
+        with box:
+            for phi in np.linspace(1.0, 5.0, 9):
+                box.slm.set_phase(np.full((64, 64), phi), settle=False)
+                level = int(np.asarray(box.slm.display).flat[0])
+                realised = (-TWO_PI * gamma[level]) % TWO_PI  # SimulatedSLM: phase = -2 pi gamma_sim[level]
+                errors.append(abs((realised - phi + math.pi) % TWO_PI - math.pi))
+        return max(errors)
+
+    assert worst_error([]) > 0.3
+    assert worst_error([str(fourier.path), str(pixel.path)]) < 0.05

@@ -69,8 +69,10 @@ class CalibrationResult:
 class CalibrationSession:
     """The connected rig, as a calibration sees it: every query goes through :meth:`query`."""
 
-    def __init__(self, rig: BlackBox, context: CalibrationContext) -> None:
+    def __init__(self, rig: BlackBox, context: CalibrationContext, base: BlackBox | None = None) -> None:
         self.rig = rig
+        #: the rig as configured, when ``rig`` is a view of it (:meth:`Calibration.query_box`)
+        self.base = rig if base is None else base
         self.context = context
         self.generator = torch.Generator().manual_seed(context.seed)
         self.steps = 0
@@ -108,6 +110,11 @@ class Calibration:
     def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
         """What the rig lacks for this calibration (a sentence), or None if it can run. No query is made."""
         return None
+
+    def query_box(self, rig: BlackBox) -> BlackBox:
+        """The BlackBox this calibration queries (and logs) on the connected rig: the rig itself, or a view
+        of the same devices (e.g. whole frames for slmsuite's calibrations)."""
+        return rig
 
     def measure(self, session: CalibrationSession) -> CalibrationResult:
         raise NotImplementedError

@@ -49,9 +49,10 @@ def canonical_json(value: Any) -> str:
 
 
 def rig_fingerprint(section: Mapping[str, Any], where: str = "blackbox") -> str:
-    """sha256 of a rig section as validated (defaults filled in, key order and YAML spelling irrelevant)."""
-    normalised = parse_blackbox(section, where).as_dict()
-    return hashlib.sha256(canonical_json(normalised).encode()).hexdigest()
+    """sha256 of a rig section as written (validated first; key order and YAML spelling irrelevant, and an option
+    a newer hil adds with a default does not change it)."""
+    parse_blackbox(section, where)
+    return hashlib.sha256(canonical_json(_plain(section)).encode()).hexdigest()
 
 
 @dataclass

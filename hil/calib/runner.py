@@ -13,7 +13,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ from hil.sections import load_blackbox_file, parse_blackbox
 
 @dataclass
 class RigConfig:
-    """Where a rig comes from: its section as written, where that section sits, the records to apply."""
+    """Where a rig comes from: its section as written, where that section sits, the records to apply, and the
+    config's ``calibrate:`` options (per calibration, and the ones ``all`` skips)."""
 
     name: str
     section: dict[str, Any]
@@ -46,6 +47,8 @@ class RigConfig:
     records: list[CalibrationRecord]
     model_section: dict[str, Any] | None
     base_dir: Path
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skip: list[str] = field(default_factory=list)
 
     def corrected(self) -> dict[str, Any]:
         return apply_corrections(self.section, self.records, self.where)
@@ -74,12 +77,38 @@ def load_rig_config(path: str | Path, *, extra_records: Sequence[str] = (), mode
     calibrations.records = [*calibrations.records, *extra_records]
     records = load_records(calibrations, section, where, base=p.parent, now=now)
     name = data.get("name") if isinstance(data.get("name"), str) else p.stem
-    return RigConfig(name, dict(section), where, records, model_section, p.parent)
+    options, skip = parse_calibrate(data.get("calibrate"))
+    return RigConfig(name, dict(section), where, records, model_section, p.parent, options, skip)
 
 
-def parse_options(cls: type[Calibration], pairs: Sequence[str], name: str) -> Any:
-    """``["target_peak=0.6", ...]`` -> the calibration's ``Config`` (values read as YAML)."""
-    raw: dict[str, Any] = {}
+def parse_calibrate(data: Any, where: str = "calibrate") -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """A config's ``calibrate:`` section: ``{NAME: {option: value}, skip: [NAME, ...]}``, checked against the
+    registered calibrations and their options (``hil calibrate --option`` overrides on top)."""
+    if data is None:
+        return {}, []
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of calibration names to options (and skip: [...]), "
+                          f"got {data!r}")
+    names = CALIBRATIONS.names()
+    skip = data.get("skip", [])
+    if not isinstance(skip, list) or any(n not in names for n in skip):
+        raise ConfigError(f"{where}.skip: expected a list of calibrations ({', '.join(names)}), got {skip!r}")
+    options: dict[str, dict[str, Any]] = {}
+    for name, opts in data.items():
+        if name == "skip":
+            continue
+        if name not in names:
+            raise ConfigError(f"{where}: unknown calibration {name!r}; allowed: {', '.join(names)}, skip")
+        parse(CALIBRATIONS.get(name).Config, opts, f"{where}.{name}")
+        options[name] = dict(opts or {})
+    return options, list(skip)
+
+
+def parse_options(cls: type[Calibration], pairs: Sequence[str], name: str,
+                  base: Mapping[str, Any] | None = None) -> Any:
+    """``["target_peak=0.6", ...]`` over the config's ``calibrate.NAME`` options (``base``) -> the calibration's
+    ``Config`` (values read as YAML)."""
+    raw: dict[str, Any] = dict(base or {})
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -92,7 +121,7 @@ def run_calibration(name: str, rig: RigConfig, *, out_dir: str | Path | None = N
                     seed: int = 0, echo: Callable[[str], None] = print) -> CalibrationRecord:
     """Run one calibration on ``rig`` and write its record, plot and log; returns the record."""
     cls = CALIBRATIONS.get(name)
-    calibration = cls.from_config(parse_options(cls, options, name))
+    calibration = cls.from_config(parse_options(cls, options, name, rig.options.get(name)))
     out = Path(out_dir) if out_dir is not None else Path("calibrations") / rig.name
     section = rig.corrected()
     context = CalibrationContext(rig_section=section, where=rig.where, model_section=rig.model_section,
@@ -105,15 +134,18 @@ def run_calibration(name: str, rig: RigConfig, *, out_dir: str | Path | None = N
     out.mkdir(parents=True, exist_ok=True)
     log_path = _fresh(out / f"{name}.h5")
     t0 = time.perf_counter()
-    with QueryLog.create(log_path, input_dim=box.spec.input_dim, output_shape=box.spec.output_shape,
-                         run_id=f"calibrate-{name}", config={"rig": section, "calibration": name,
-                                                             "options": dataclasses.asdict(calibration.config)},
-                         attrs={"kind": "calibration", "calibrations": [r.id for r in rig.records]}) as log, box:
-        box.attach_log(log)
-        try:
-            result = calibration.measure(CalibrationSession(box, context))
-        finally:
-            box.attach_log(None)
+    with box:
+        qbox = calibration.query_box(box)  # the rig itself, or a view of it (e.g. whole frames)
+        with QueryLog.create(log_path, input_dim=qbox.spec.input_dim, output_shape=qbox.spec.output_shape,
+                             run_id=f"calibrate-{name}",
+                             config={"rig": section, "calibration": name,
+                                     "options": dataclasses.asdict(calibration.config)},
+                             attrs={"kind": "calibration", "calibrations": [r.id for r in rig.records]}) as log:
+            qbox.attach_log(log)
+            try:
+                result = calibration.measure(CalibrationSession(qbox, context, base=box))
+            finally:
+                qbox.attach_log(None)
     wall = time.perf_counter() - t0
     files = {"log": log_path.name, **result.files}
     record = new_record(name, rig.section, rig.where, measured=result.measured, fitted=result.fitted,
@@ -123,10 +155,10 @@ def run_calibration(name: str, rig: RigConfig, *, out_dir: str | Path | None = N
     png = calibration.plot(result, out / f"{name}.png")
     if png is not None:
         record.files["plot"] = Path(png).name
-    record.measured.setdefault("queries", box.stats.queries)
+    record.measured.setdefault("queries", qbox.stats.queries)
     record.measured.setdefault("wall_s", round(wall, 3))
     record.write(record_path)
-    echo(f"{name}: {box.stats.queries} queries in {wall:.1f} s")
+    echo(f"{name}: {qbox.stats.queries} queries in {wall:.1f} s")
     for line in result.lines:
         echo(f"  {line}")
     echo(f"  record: {record_path}" + (f"  plot: {out / record.files['plot']}" if "plot" in record.files else ""))
@@ -159,11 +191,15 @@ def run_all(rig: RigConfig, *, out_dir: str | Path | None = None, seed: int = 0,
     out = Path(out_dir) if out_dir is not None else Path("calibrations") / rig.name
     done: list[CalibrationRecord] = []
     for name, _ in applicable(rig):
+        if name in rig.skip:
+            echo(f"{name}: skipped (calibrate.skip in the config)")
+            continue
         step = dataclasses.replace(rig, records=[*rig.records, *done])
         section = step.corrected()
         box = parse_blackbox(section, rig.where).build()
         context = CalibrationContext(rig_section=section, where=rig.where, model_section=rig.model_section)
-        lack = CALIBRATIONS.get(name)().missing(box, context)
+        lack = CALIBRATIONS.get(name).from_config(parse_options(CALIBRATIONS.get(name), [], name,
+                                                                 rig.options.get(name))).missing(box, context)
         if lack:
             echo(f"{name}: skipped ({lack})")
             continue
