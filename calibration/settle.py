@@ -8,12 +8,14 @@ B's) and divided by the step's squared norm, is the step response ``d(t)``: 1 wh
 0 once it shows B, and the projection averages the noise over every output. A liquid-crystal SLM relaxes
 exponentially, ``d(t) = exp(-(t + t0) / tau)`` (``t0``: the part of the frame time the wait does not cover),
 so ``log d`` is a line in ``t``; the settle time is the wait where ``d`` falls to ``tolerance``, times
-``margin``. Correction: the rig's ``settle_s`` (on the rig, or on an ``slm_settling`` twin).
+``margin``. Also the latency: one frame's round trip, the wait taken out. Correction: the rig's
+``settle_s`` (on the rig, or on an ``slm_settling`` twin).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +72,16 @@ class SettleCalibration(Calibration):
         try:
             d = np.zeros((c.repeats, len(waits)))
             noise = np.zeros((c.repeats, len(waits)))
+            latency = np.zeros((c.repeats, len(waits)))  # one frame's round trip, the wait taken out
             for r in range(c.repeats):
                 for j, t in enumerate(waits):
                     # references measured around each step, so slow drifts (laser power) cancel
                     control.set_settle_s(c.max_wait_s)
                     y_a = session.query(a.repeat(c.lead_frames, 1))[-settled:].reshape(settled, -1)
                     control.set_settle_s(float(t))
+                    t_query = time.perf_counter()
                     y_t = session.query(b)[0].reshape(-1)  # the first frame of B, grabbed after t
+                    latency[r, j] = time.perf_counter() - t_query - t * _sleep_scale(session.base)
                     control.set_settle_s(c.max_wait_s)
                     y_b = session.query(b.repeat(c.lead_frames, 1))[-settled:].reshape(settled, -1)
                     # the step's direction from one settled frame of each, the reference from another: with
@@ -112,13 +117,16 @@ class SettleCalibration(Calibration):
         lines = [f"time constant {tau * 1e3:.2f} ms (frame lag {t0 * 1e3:.2f} ms); settle time {settle * 1e3:.2f} ms "
                  f"leaves {c.tolerance:.0%} of a step, with margin {c.margin:g}" if tau > 0 else
                  "no lag seen: every frame had settled at the shortest wait; settle time 0"]
+        lines.append(f"one frame's round trip (display, grab, read back), the wait taken out: "
+                     f"{np.median(latency) * 1e3:.2f} ms median")
         if capped:
             lines.append(f"warning: the SLM needs more than max_wait_s = {c.max_wait_s:g} s to settle; rerun with "
                          f"--option max_wait_s={min(60.0, 4 * c.max_wait_s):g}")
         return CalibrationResult(
             measured={"waits_s": waits.tolist(), "step_residual": d.round(5).tolist(), "noise_floor": floor,
                       "settle_before_s": before},
-            fitted={"tau_s": float(tau), "frame_lag_s": float(t0), "settle_s": settle, "capped": bool(capped)},
+            fitted={"tau_s": float(tau), "frame_lag_s": float(t0), "settle_s": settle, "capped": bool(capped),
+                    "query_latency_s": float(np.median(latency))},
             uncertainty={"tau_s": float(d_tau)},
             corrections={"set": [{"on": "blackbox" if not hasattr(control, "inner") else "slm_settling",
                                   "key": "settle_s", "value": settle}]},
@@ -139,3 +147,15 @@ class SettleCalibration(Calibration):
                    title="SLM step response")
             ax.legend(fontsize=8)
         return path
+
+
+def _sleep_scale(rig: BlackBox) -> float:
+    """How much of a settle time the rig really sleeps (a simulated pair: none; a twin: its time_scale)."""
+    box: object = rig
+    while box is not None:
+        config = getattr(box, "config", None)
+        for key in ("sleep_scale", "time_scale"):
+            if config is not None and hasattr(config, key):
+                return float(getattr(config, key))
+        box = getattr(box, "inner", None)
+    return 1.0

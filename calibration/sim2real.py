@@ -32,6 +32,15 @@ def _configs_dir() -> Path:
     return REPO_CONFIGS if REPO_CONFIGS.is_dir() else Path("configs")
 
 
+def _imports() -> None:
+    """Import every module the benchmarks use when one starts: a module edited while a long benchmark runs must
+    not be half old, half new (later imports find these in ``sys.modules``)."""
+    import hil.calib.runner  # noqa: F401
+    import hil.datasets  # noqa: F401
+    import hil.pnn  # noqa: F401
+    import hil.run  # noqa: F401
+
+
 def _fit(config_path: Path, model_section: dict[str, Any] | None, out: Path) -> tuple[dict[str, Any], Any]:
     from hil.calib.runner import load_rig_config, run_calibration
 
@@ -104,6 +113,7 @@ def main_job_part(seeds: list[int], iterations: int, tmp: Path, progress: bool) 
 
 @BENCHMARKS.register("sim2real")
 def bench_sim2real(json_path: str | None, quick: bool) -> int:
+    _imports()
     seeds = [0, 1] if quick else [0, 1, 2, 3, 4]
     epochs = 3 if quick else 10
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,6 +170,7 @@ def bench_calibrated(json_path: str | None, quick: bool) -> int:
     """The main job (GradPIE on the bench twin) without calibration, after ``hil calibrate all``, and on the
     ideal twin, same seeds. Each run's best patterns are judged by the light they make on the bench
     (noise-free, no dark level): the measured objectives of a corrected and an uncorrected camera differ."""
+    _imports()
     from tqdm import tqdm
 
     from hil.calib.runner import load_rig_config, run_all
@@ -215,6 +226,7 @@ def bench_slm_pnn(json_path: str | None, quick: bool) -> int:
     gamma 1.2), trained with the nominal (ideal) Fourier twin as its model on the uncalibrated rig, and after
     ``hil calibrate all`` (slmsuite's Fourier and pixel calibrations, the lookup table applied; the twin fitted)
     with the fitted twin; the ideal: the rig's exact twin. Bench test accuracy over 3 seeds (target: 90 %)."""
+    _imports()
     from tqdm import tqdm
 
     from hil.calib.runner import load_rig_config, run_all

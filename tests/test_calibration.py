@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from hil.calib.record import read_record
-from hil.calib.runner import load_rig_config, run_calibration
+from hil.calib.runner import load_rig_config, run_all, run_calibration
 from hil.cli import main
 from hil.errors import CalibrationError, ConfigError
 from hil.querylog import read_log
@@ -338,3 +338,20 @@ def test_slmsuite_lookup_table_makes_the_realised_phase_the_desired_one(slmsuite
 
     assert worst_error([]) > 0.3
     assert worst_error([str(fourier.path), str(pixel.path)]) < 0.05
+
+
+def test_calibrate_section_sets_options_and_skips(tmp_path):
+    cfg = write_config(tmp_path / "bench.yaml", [CAMERA, MACRO])
+    data = yaml.safe_load(cfg.read_text())
+    data["calibrate"] = {"camera": {"target_peak": 0.2}, "skip": ["noise"]}
+    cfg.write_text(yaml.safe_dump(data))
+    lines: list[str] = []
+    records = run_all(load_rig_config(cfg), out_dir=tmp_path / "out", echo=lines.append)
+    assert [r.name for r in records] == ["camera", "slm_phase"]
+    assert "noise: skipped (calibrate.skip in the config)" in lines
+    camera = records[0]
+    assert camera.fitted["exposure_s"] < 0.7e-3  # a 20 % target instead of 40 %: about half the exposure
+    for bad, match in (({"nope": {}}, "unknown calibration 'nope'"), ({"camera": {"x": 1}}, "calibrate.camera"),
+                       ({"skip": ["nope"]}, "calibrate.skip")):
+        with pytest.raises(ConfigError, match=match):
+            load_run_config({**data, "calibrate": bad})
