@@ -60,7 +60,8 @@ def _closure(nominal: float, fitted: float, ideal: float) -> float:
     return (fitted - nominal) / (ideal - nominal) if ideal != nominal else float("nan")
 
 
-def pnn_part(seeds: list[int], epochs: int, tmp: Path, progress: bool) -> dict[str, Any]:
+def pnn_part(seeds: list[int], epochs: int, tmp: Path, progress: bool,
+             modes: tuple[str, ...] = ("in_silico", "pat_model_twin")) -> dict[str, Any]:
     from tqdm import tqdm
 
     from hil.datasets import load_dataset
@@ -74,7 +75,7 @@ def pnn_part(seeds: list[int], epochs: int, tmp: Path, progress: bool) -> dict[s
     models = {"nominal": raw["model_twin"], "fitted": fitted, "ideal": copy.deepcopy(raw["bench"])}
     data = load_dataset("digits", raw["training"]["test_fraction"])
     results: dict[str, dict[str, list[float]]] = {}
-    jobs = [(mode, name, seed) for mode in ("in_silico", "pat_model_twin") for name in models for seed in seeds]
+    jobs = [(mode, name, seed) for mode in modes for name in models for seed in seeds]
     for mode, name, seed in tqdm(jobs, desc="sim2real pnn", unit="run", disable=not progress):
         cfg = copy.deepcopy(raw)
         cfg["model_twin"] = models[name]
