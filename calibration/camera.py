@@ -22,9 +22,9 @@ from hil.config import require
 from hil.registry import CALIBRATIONS
 
 
-def exposure_target(context: CalibrationContext, control: object) -> str:
+def exposure_target(control: object) -> str:
     """Where the exposure lives in the rig section: the rig itself or its ``camera`` wrapper."""
-    return "blackbox" if control is not None and not hasattr(control, "inner") else "camera"
+    return "camera" if hasattr(control, "inner") else "blackbox"
 
 
 @CALIBRATIONS.register("camera")
@@ -80,7 +80,7 @@ class CameraCalibration(Calibration):
         level = float(np.median(dark_frame))
         n_fit = unsat.sum(axis=0)
         spread = float(np.std(dark, axis=0).mean() / math.sqrt(max(1, dark.shape[0])))
-        on = exposure_target(session.context, control)
+        on = exposure_target(control)
         result = CalibrationResult(
             measured={"exposures_s": exposures.tolist(), "counts": counts.round(3).tolist(), "full_scale": full_scale,
                       "exposure_before_s": exposure0},

@@ -55,6 +55,17 @@ def _fit(config_path: Path, model_section: dict[str, Any] | None, out: Path) -> 
     return fitted, record
 
 
+def _calibrate_all(raw: dict[str, Any], name: str, tmp: str) -> tuple[list[Any], float]:
+    """``hil calibrate all`` on the rig of the config ``raw`` (written to ``tmp``): the records and the seconds."""
+    from hil.calib.runner import load_rig_config, run_all
+
+    cfg_path = Path(tmp) / f"{name}.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    t = time.perf_counter()
+    records = run_all(load_rig_config(cfg_path), out_dir=Path(tmp) / "cal", echo=lambda s: None)
+    return records, time.perf_counter() - t
+
+
 def _closure(nominal: float, fitted: float, ideal: float) -> float:
     """Share of the nominal -> ideal gap the fitted model closes (1 = all of it)."""
     return (fitted - nominal) / (ideal - nominal) if ideal != nominal else float("nan")
@@ -174,7 +185,6 @@ def bench_calibrated(json_path: str | None, quick: bool) -> int:
     _imports()
     from tqdm import tqdm
 
-    from hil.calib.runner import load_rig_config, run_all
     from hil.run import execute, load_run_config
 
     seeds = [0, 1] if quick else [0, 1, 2]
@@ -185,11 +195,7 @@ def bench_calibrated(json_path: str | None, quick: bool) -> int:
     ideal = {"type": "owms_twin", "wrappers": macro}
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg_path = Path(tmp) / "owms_twin.yaml"
-        cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        t = time.perf_counter()
-        records = run_all(load_rig_config(cfg_path), out_dir=Path(tmp) / "cal", echo=lambda s: None)
-        calibrate_s = time.perf_counter() - t
+        records, calibrate_s = _calibrate_all(raw, "owms_twin", tmp)
         listed = [str(r.path) for r in records]
         variants = {"uncalibrated": (raw["blackbox"], None), "calibrated": (raw["blackbox"], listed),
                     "ideal twin": (ideal, None)}
@@ -230,7 +236,6 @@ def bench_slm_pnn(json_path: str | None, quick: bool) -> int:
     _imports()
     from tqdm import tqdm
 
-    from hil.calib.runner import load_rig_config, run_all
     from hil.datasets import load_dataset
     from hil.pnn import load_pnn_config, run_one
 
@@ -242,11 +247,7 @@ def bench_slm_pnn(json_path: str | None, quick: bool) -> int:
     data = load_dataset("digits", raw["training"]["test_fraction"])
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg_path = Path(tmp) / "pnn_digits_rig.yaml"
-        cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        t = time.perf_counter()
-        records = run_all(load_rig_config(cfg_path), out_dir=Path(tmp) / "cal", echo=lambda s: None)
-        calibrate_s = time.perf_counter() - t
+        records, calibrate_s = _calibrate_all(raw, "pnn_digits_rig", tmp)
         fit = {r.name: r for r in records}["twin_fit"]
         fitted = yaml.safe_load((fit.path.parent / fit.files["twin"]).read_text())["blackbox"]
         variants = {"uncalibrated, nominal twin": (None, raw["model_twin"]),

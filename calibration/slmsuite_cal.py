@@ -110,7 +110,6 @@ class SlmsuiteFourier(_SlmsuiteCalibration):
             raise CalibrationError(f"slmsuite's fourier_calibrate failed: {exc}; try --option array_shape=... "
                                    f"--option array_pitch=... (smaller for small SLMs)") from exc
         m, b = np.asarray(cal["M"], dtype=float), np.asarray(cal["b"], dtype=float).reshape(-1)
-        self._frame = None
         return CalibrationResult(
             fitted={"M": m.tolist(), "b": b.tolist()},
             corrections={"set": [{"on": "blackbox", "key": "fourier_affine", "value": {"M": m.tolist(),

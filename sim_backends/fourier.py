@@ -287,7 +287,9 @@ class FourierParametric(nn.Module):
         with torch.no_grad():
             pred = self(x, torch.zeros_like(self.theta)).reshape(-1)
             target = y.to(torch.float64).reshape(-1)
-            ok = target < 0.98 * self.twin.optics.full_scale if not self.cfg.regions else torch.ones_like(target) > 0
+            ok = torch.ones_like(target, dtype=torch.bool)
+            if not self.cfg.regions:  # saturated pixels say nothing about the gain
+                ok = target < 0.98 * self.twin.optics.full_scale
             ratio = float((pred[ok] * target[ok]).sum() / (pred[ok] * pred[ok]).sum().clamp_min(1e-30))
         if math.isfinite(ratio) and ratio > 0:
             self.nominal["gain"] = self.nominal["gain"] * ratio

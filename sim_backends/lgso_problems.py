@@ -99,15 +99,16 @@ class _Problem(BlackBox):
         """A parameter where ``E[R]`` is ``optimum_value`` (``d``), or None if none is declared."""
         return None
 
+    def embed(self, psi: torch.Tensor) -> torch.Tensor:
+        """The parameters the simulator sees (the submanifold problems project ``psi``; the others use it)."""
+        return psi
+
     def expected_objective(self, psi: torch.Tensor) -> torch.Tensor:
         """``E[R(y)]`` at each row of ``psi`` (``batch x d``): ``batch``, deterministic, differentiable."""
         raise NotImplementedError
 
 
 class _Hump(_Problem):
-    def embed(self, psi: torch.Tensor) -> torch.Tensor:
-        return psi
-
     def _draw(self, q: torch.Tensor) -> torch.Tensor:
         g = self.generator
         n = q.shape[0]
@@ -139,9 +140,6 @@ class _Hump(_Problem):
 
 
 class _Rosenbrock(_Problem):
-    def embed(self, psi: torch.Tensor) -> torch.Tensor:
-        return psi
-
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         g = self.generator
         n = x.shape[0]

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from hil.calib.base import Calibration, CalibrationContext, CalibrationSession, describe_rig
@@ -226,6 +225,5 @@ def _short(value: Any, n: int = 6) -> Any:
     if isinstance(value, Mapping):
         return {k: _short(v, n) for k, v in value.items()}
     if isinstance(value, list) and len(value) > n:
-        arr = np.asarray(value, dtype=object)
-        return f"<{arr.size if arr.dtype != object else len(value)} values>"
+        return f"<{len(value)} values>"
     return value
