@@ -1,6 +1,7 @@
 """Camera calibration: dark frame and level, linearity, and the exposure that puts the peak at a target.
 
-The rig shows a few reference patterns (a flat phase, which focuses the most light, and random ones) at a
+The rig shows a few reference patterns (a flat phase, which on a Fresnel rig lights the camera most, and
+random ones; ``references: random`` leaves the flat phase out, for Fourier rigs) at a
 geometric series of exposures. Each output is fitted as ``counts = dark + rate * exposure`` over its
 unsaturated points: the intercepts are the dark frame (no shutter needed), the largest relative residual is
 the linearity error, and the exposure chosen puts the brightest output at ``target_peak`` of full scale.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -38,8 +40,11 @@ class CameraCalibration(Calibration):
         target_peak: float = 0.4  # of full scale, on the reference patterns (an optimised pattern can focus more)
         exposures: int = 8  # points of the exposure series
         span: float = 16.0  # the series spans exposure / span .. exposure * 2
-        patterns: int = 4  # random reference patterns besides the flat one
+        patterns: int = 4  # random reference patterns
         repeats: int = 2
+        #: flat_and_random: a flat phase too (on a Fresnel rig it lights the camera most); random: only random
+        #: patterns (a Fourier rig, where a flat phase puts all the light on one pixel)
+        references: Literal["flat_and_random", "random"] = "flat_and_random"
 
         def __post_init__(self) -> None:
             require(0.05 <= self.target_peak <= 0.95, f"target_peak must be in [0.05, 0.95], got {self.target_peak}")
@@ -60,7 +65,10 @@ class CameraCalibration(Calibration):
         lo_bound, hi_bound = control.exposure_bounds_s
         exposure0 = control.get_exposure_s()
         spec = rig.spec
-        patterns = torch.cat([spec.lower[None].clone(), session.uniform(c.patterns)])
+        references = [session.uniform(max(c.patterns, 1))]
+        if c.references == "flat_and_random":
+            references.insert(0, spec.lower[None].clone())
+        patterns = torch.cat(references)
         exposures = np.geomspace(exposure0 / c.span, exposure0 * 2, c.exposures).clip(lo_bound, hi_bound)
         frames = []
         try:
@@ -94,16 +102,17 @@ class CameraCalibration(Calibration):
                    f"{100 * resid:.2f} %", f"exposure {exposure:.4g} s (was {exposure0:.4g} s) puts the brightest "
                    f"output at {c.target_peak:.0%} of {full_scale:.0f} counts; {int(n_fit.min())}+ unsaturated "
                    f"points per fit"])
-        self._plot_data = (exposures, counts, dark_frame, rate, full_scale, exposure)
+        self._plot_data = (exposures, counts, dark_frame, rate, full_scale, exposure, c.references)
         return result
 
     def plot(self, result: CalibrationResult, path: Path) -> Path:
-        exposures, counts, dark_frame, rate, full_scale, exposure = self._plot_data
+        exposures, counts, dark_frame, rate, full_scale, exposure, references = self._plot_data
         with figure(path, 2, size=(10, 4)) as (fig, (a, b)):
             brightest = np.unravel_index(np.argmax(rate), rate.shape)
             for p in range(counts.shape[1]):
                 j = int(np.argmax(rate[p]))
-                a.plot(exposures, counts[:, p, j], "o-", ms=3, label="flat phase" if p == 0 else None)
+                flat = p == 0 and references != "random"
+                a.plot(exposures, counts[:, p, j], "o-", ms=3, label="flat phase" if flat else None)
             a.axhline(full_scale, color="k", lw=0.8, ls=":")
             a.axvline(exposure, color="r", lw=0.8, ls="--", label=f"chosen {exposure:.3g} s")
             a.set(xscale="log", yscale="log", xlabel="exposure (s)", ylabel="counts (brightest output per pattern)",

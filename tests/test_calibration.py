@@ -355,3 +355,13 @@ def test_calibrate_section_sets_options_and_skips(tmp_path):
                        ({"skip": ["nope"]}, "calibrate.skip")):
         with pytest.raises(ConfigError, match=match):
             load_run_config({**data, "calibrate": bad})
+
+
+def test_camera_references_random_leaves_the_flat_phase_out(tmp_path):
+    cfg = write_config(tmp_path / "bench.yaml", [CAMERA, MACRO])
+    flat = run_calibration("camera", load_rig_config(cfg), out_dir=tmp_path / "a", echo=quiet)
+    speckle = run_calibration("camera", load_rig_config(cfg), options=["references=random"], out_dir=tmp_path / "b",
+                              echo=quiet)
+    assert np.asarray(flat.measured["counts"]).shape[1] == 5 and np.asarray(speckle.measured["counts"]).shape[1] == 4
+    # random speckle is dimmer than the flat phase's spot here: the same target needs a longer exposure
+    assert speckle.fitted["exposure_s"] > flat.fitted["exposure_s"]
