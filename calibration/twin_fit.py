@@ -122,7 +122,7 @@ class TwinFit(Calibration):
             value = after[name].detach().reshape(-1).tolist()
             fitted[name] = value if len(value) > 1 else value[0]
             uncertainty[name] = sigma[name] if len(sigma[name]) > 1 else sigma[name][0]
-        fitted_twin = model.fitted_section(noise)
+        fitted_twin = model.fitted_section(noise, rig=ctx.rig_section)
         ctx.out_dir.mkdir(parents=True, exist_ok=True)
         twin_path = ctx.out_dir / "twin_fit.yaml"
         twin_path.write_text("# the twin fitted to the rig by `hil calibrate twin_fit`; use it as a backward model:\n"

@@ -300,7 +300,7 @@ class FourierParametric(nn.Module):
                              scale=v["scale"].float(), gain=v["gain"].float())
         return y.to(torch.float64)
 
-    def fitted_section(self, noise: Any = None) -> dict[str, Any]:
+    def fitted_section(self, noise: Any = None, rig: Any = None) -> dict[str, Any]:
         v = {k: t.detach() for k, t in self.values().items()}
         out = dict(self.section)
         out.update({k: round(float(v[k][0]), 6) for k in FOURIER_PARAMETERS})

@@ -221,8 +221,12 @@ class OWMSParametric(nn.Module):
         return y
 
     # -- the fitted twin as a config ----------------------------------------------------------------------
-    def fitted_section(self, noise: Mapping[str, float] | None = None) -> dict[str, Any]:
-        """The model section with the fitted values: a twin config a run can use (``estimator.model``)."""
+    def fitted_section(self, noise: Mapping[str, float] | None = None,
+                       rig: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The model section with the fitted values: a twin config a run can use (``estimator.model``).
+
+        From ``rig`` (the rig's section) it takes what a rig's config states rather than what a fit finds: the
+        SLM's drive bits (``slm_quantisation``) and the camera's bit depth (its clip at full scale)."""
         v = {k: t.detach().tolist() for k, t in self.values().items()}
         out = copy.deepcopy(self.section)
         out["distance_m"] = float(v["distance_m"][0])
@@ -241,6 +245,11 @@ class OWMSParametric(nn.Module):
             front.append({"type": "slm_crosstalk", "sigma_px": round(min(sigma, 10.0), 4)})
         front.append({"type": "slm_phase_response", "gamma": round(min(max(float(v["gamma"][0]), 0.2), 5.0), 5),
                       "scale": round(min(max(float(v["scale"][0]), 1e-3), 1.0), 5)})
+        stated = [w for w in (rig or {}).get("wrappers") or [] if isinstance(w, Mapping)]
+        if not any(w.get("type") == "slm_quantisation" for w in rest):
+            front += [copy.deepcopy(dict(w)) for w in stated if w.get("type") == "slm_quantisation"]
+        rig_cameras = [w for w in stated if w.get("type") == "camera"]
+        bit_depth = int(rig_cameras[-1].get("bit_depth", 12)) if rig_cameras else 16
         gain, offset = float(v["gain"][0]), float(v["offset"][0])
         camera: list[dict[str, Any]] = []
         if self.has_camera or abs(gain - 1) > 1e-3 or abs(offset) > 1e-6:
@@ -249,7 +258,7 @@ class OWMSParametric(nn.Module):
             photons_qe = 1.5e8 * 0.6
             camera.append({"type": "camera", "exposure_s": gain * e_per_count / photons_qe, "photons_per_s": 1.5e8,
                            "quantum_efficiency": 0.6, "gain_e_per_count": e_per_count, "read_noise_e": read,
-                           "dark_level_counts": max(0.0, offset) if self.grid is None else 0.0, "bit_depth": 16,
+                           "dark_level_counts": max(0.0, offset) if self.grid is None else 0.0, "bit_depth": bit_depth,
                            "shot_noise": noise is not None})
         out["wrappers"] = front + rest + camera + readout + inputs + corrections
         return out
