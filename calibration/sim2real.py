@@ -7,7 +7,7 @@
    ideal: a model that is the bench). Bench test accuracy over the seeds, and the share of the nominal ->
    ideal gap the fitted twin closes (target: 80 %).
 2. **The main job** (``configs/owms_twin.yaml``): ``estimator: {type: exact, model: ...}`` through the nominal
-   twin, the fitted twin and the bench's own noise-free model, same seeds: the final two-spot objective.
+   twin, the fitted twin and the bench's own noise-free model, seeds 0-9: the final two-spot objective.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def bench_sim2real(json_path: str | None, quick: bool) -> int:
     epochs = 3 if quick else 10
     with tempfile.TemporaryDirectory() as tmp:
         pnn = pnn_part(seeds, epochs, Path(tmp), progress=True)
-        main = main_job_part(seeds[:3], 30 if quick else 100, Path(tmp), progress=True)
+        # the main job's nominal-to-ideal gap is small (~4 % of its objective): ten seeds to see it
+        main = main_job_part([0, 1] if quick else list(range(10)), 30 if quick else 100, Path(tmp), progress=True)
     lines = [f"PNN digits, bench test accuracy, {epochs} epochs, seeds {seeds} (mean ± std):",
              f"{'training':<16} {'nominal twin':>16} {'fitted twin':>16} {'ideal (bench)':>16} {'gap closed':>11}"]
     for mode, by in pnn["accuracy"].items():
