@@ -119,8 +119,7 @@ def parse_options(cls: type[Calibration], pairs: Sequence[str], name: str,
 def run_calibration(name: str, rig: RigConfig, *, out_dir: str | Path | None = None, options: Sequence[str] = (),
                     seed: int = 0, echo: Callable[[str], None] = print) -> CalibrationRecord:
     """Run one calibration on ``rig`` and write its record, plot and log; returns the record."""
-    cls = CALIBRATIONS.get(name)
-    calibration = cls.from_config(parse_options(cls, options, name, rig.options.get(name)))
+    calibration = _configured(name, rig, options)
     out = Path(out_dir) if out_dir is not None else Path("calibrations") / rig.name
     section = rig.corrected()
     context = CalibrationContext(rig_section=section, where=rig.where, model_section=rig.model_section,
@@ -178,10 +177,18 @@ def applicable(rig: RigConfig) -> list[tuple[str, str | None]]:
     section = rig.corrected()
     box = parse_blackbox(section, rig.where).build()
     context = CalibrationContext(rig_section=section, where=rig.where, model_section=rig.model_section)
-    rows = []
-    for name in sorted(CALIBRATIONS.names(), key=lambda n: (CALIBRATIONS.get(n).order, n)):
-        rows.append((name, CALIBRATIONS.get(name)().missing(box, context)))
-    return rows
+    return [(name, _configured(name, rig).missing(box, context)) for name in _in_order()]
+
+
+def _in_order() -> list[str]:
+    """The registered calibrations in ``hil calibrate all``'s order."""
+    return sorted(CALIBRATIONS.names(), key=lambda n: (CALIBRATIONS.get(n).order, n))
+
+
+def _configured(name: str, rig: RigConfig, options: Sequence[str] = ()) -> Calibration:
+    """Calibration ``name`` with the config's ``calibrate.NAME`` options and ``options`` (KEY=VALUE) over them."""
+    cls = CALIBRATIONS.get(name)
+    return cls.from_config(parse_options(cls, options, name, rig.options.get(name)))
 
 
 def run_all(rig: RigConfig, *, out_dir: str | Path | None = None, seed: int = 0,
@@ -189,7 +196,7 @@ def run_all(rig: RigConfig, *, out_dir: str | Path | None = None, seed: int = 0,
     """Every calibration the rig supports, in order, each measured with the ones before it applied."""
     out = Path(out_dir) if out_dir is not None else Path("calibrations") / rig.name
     done: list[CalibrationRecord] = []
-    for name, _ in applicable(rig):
+    for name in _in_order():
         if name in rig.skip:
             echo(f"{name}: skipped (calibrate.skip in the config)")
             continue
@@ -197,8 +204,7 @@ def run_all(rig: RigConfig, *, out_dir: str | Path | None = None, seed: int = 0,
         section = step.corrected()
         box = parse_blackbox(section, rig.where).build()
         context = CalibrationContext(rig_section=section, where=rig.where, model_section=rig.model_section)
-        lack = CALIBRATIONS.get(name).from_config(parse_options(CALIBRATIONS.get(name), [], name,
-                                                                 rig.options.get(name))).missing(box, context)
+        lack = _configured(name, step).missing(box, context)
         if lack:
             echo(f"{name}: skipped ({lack})")
             continue
