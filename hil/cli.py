@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -103,6 +104,7 @@ def _cmd_log_info(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from hil.bench import bench_task
     from hil.bench.extras import bench_log
+    from hil.bench.sweep import run_sweep, shipped_suites, suite_path
     from hil.bench.task import parse_overrides, shipped_tasks
     from hil.errors import ConfigError
     from hil.registry import BENCHMARKS
@@ -119,9 +121,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                    overrides=parse_overrides(args.set), seeds=args.seeds, methods=methods, log_dir=args.log_dir,
                    runs_dir=args.runs_dir, executor=args.executor, workers=args.jobs, address=args.address)
         return 0
+    if args.task in shipped_suites():
+        from pathlib import Path
+
+        out = str(Path(args.json).with_suffix("")) if args.json else None
+        doc = run_sweep(suite_path(args.task), out_dir=out, progress=not args.no_progress, executor=args.executor,
+                        workers=args.jobs, address=args.address, quick=args.quick)
+        if args.json:
+            Path(args.json).write_text(json.dumps(doc, indent=2))
+            print(f"wrote {args.json}")
+        return 0
     if args.task in BENCHMARKS.names():
         return BENCHMARKS.get(args.task)(args.json, args.quick)
-    allowed = ", ".join([*shipped_tasks(), "log", *BENCHMARKS.names()])
+    allowed = ", ".join([*shipped_tasks(), *shipped_suites(), "log", *BENCHMARKS.names()])
     raise ConfigError(f"unknown benchmark {args.task!r}; allowed: {allowed}, or a task file (my_task.yaml)")
 
 

@@ -7,7 +7,12 @@ measured outputs and ``grad_y`` the cotangents (``batch x *output_shape``):
 * ``surrogate`` - an MLP trained online on every measured pair (MSE, MAE or GradPIE loss);
 * ``exact`` - autograd through a differentiable twin (the reference);
 * ``finite_difference`` - central differences, ``2 d_in`` probe queries per point;
-* ``spsa`` - simultaneous perturbation, ``2 n_directions`` probe queries per point.
+* ``spsa`` - simultaneous perturbation, ``2 n_directions`` probe queries per point;
+* ``lgso`` - local generative surrogates of a stochastic BlackBox (:mod:`hil.lgso`).
+
+An estimator may also give ``objective_gradient(x, loss, *, iteration, start)``, the gradient of the
+*expected* loss at ``x`` (a model of the answers' distribution can; a single measured answer cannot): the
+gradient optimiser then uses it instead of ``vjp`` on the measured answer.
 
 Probing estimators query through the BlackBox's public, validated, logged path
 with ``purpose="probe"``.
@@ -39,8 +44,9 @@ class GradientEstimator:
         self.blackbox = blackbox
         return self
 
-    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """New measured pairs (``batch x d_in``, ``batch x *output_shape``); default: ignored."""
+    def observe(self, x: torch.Tensor, y: torch.Tensor, scores: torch.Tensor | None = None) -> None:
+        """New measured pairs (``batch x d_in``, ``batch x *output_shape``) and, when the caller has an
+        objective, each row's value to minimise (``batch``; the ``matchopt`` loss needs them); default: ignored."""
 
     def vjp(self, x: torch.Tensor, y: torch.Tensor, grad_y: torch.Tensor, *, iteration: int = -1,
             start: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,13 +102,16 @@ class SurrogateEstimator(GradientEstimator):
         self.surrogate = Surrogate(self.config, spec.lower, spec.upper, spec.output_shape)
         return self
 
-    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def observe(self, x: torch.Tensor, y: torch.Tensor, scores: torch.Tensor | None = None) -> None:
         if self.surrogate is None:
             raise EstimatorError("bind() the estimator to a BlackBox before use")
         self._join()
         if self.frozen:
             return
-        self.surrogate.add(x, y)
+        if self.config.loss == "matchopt" and scores is None:
+            raise EstimatorError("the matchopt loss sorts the data by their objective: it trains in an optimiser "
+                                 "(optimizer type offline or gradient), not on a physical layer's data alone")
+        self.surrogate.add(x, y, scores)
         self._pending = True
 
     def while_measuring(self) -> None:
@@ -227,25 +236,29 @@ def _probe(blackbox: BlackBox, points: torch.Tensor, iteration: int, start: torc
 
 @ESTIMATORS.register("finite_difference")
 class FiniteDifferenceEstimator(GradientEstimator):
-    """Central differences with step ``step`` (a fraction of each input's range), kept inside the bounds."""
+    """Central differences with step ``step`` (a fraction of each input's range), kept inside the bounds;
+    ``repeats`` draws per probe point are averaged (a stochastic BlackBox: the L-GSO paper's ``R-bar``)."""
 
     @dataclass
     class Config:
         step: float = 1e-3
+        repeats: int = 1
 
         def __post_init__(self) -> None:
             require(0 < self.step < 0.5, f"estimator.step must be in (0, 0.5), got {self.step}")
+            require(self.repeats >= 1, f"estimator.repeats must be >= 1, got {self.repeats}")
 
-    def __init__(self, step: float = 1e-3) -> None:
+    def __init__(self, step: float = 1e-3, repeats: int = 1) -> None:
         self.step = step
+        self.repeats = repeats
 
     @classmethod
     def from_config(cls, config: Config) -> FiniteDifferenceEstimator:
-        return cls(config.step)
+        return cls(config.step, config.repeats)
 
     def bind(self, blackbox: BlackBox) -> FiniteDifferenceEstimator:
         super().bind(blackbox)
-        self.probes_per_point = 2 * blackbox.spec.input_dim
+        self.probes_per_point = 2 * blackbox.spec.input_dim * self.repeats
         return self
 
     def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
@@ -256,7 +269,9 @@ class FiniteDifferenceEstimator(GradientEstimator):
         plus = torch.minimum(x.unsqueeze(1) + eye, spec.upper)  # b x d x d
         minus = torch.maximum(x.unsqueeze(1) - eye, spec.lower)
         points = torch.cat([plus, minus], dim=1).reshape(b * 2 * d, d)
-        out = _probe(self.blackbox, points, iteration, start, 2 * d).reshape(b, 2, d, -1)
+        r = self.repeats
+        out = _probe(self.blackbox, points.repeat_interleave(r, dim=0), iteration, start, 2 * d * r)
+        out = out.reshape(b, 2, d, r, -1).mean(dim=3)
         width = (plus - minus).diagonal(dim1=1, dim2=2)  # b x d
         jac_t = (out[:, 0] - out[:, 1]) / width.unsqueeze(-1)  # b x d x out  (J^T)
         return torch.einsum("bdo,bo->bd", jac_t, grad_y.to(torch.float32).reshape(b, -1))
@@ -303,3 +318,6 @@ class SPSAEstimator(GradientEstimator):
         safe = torch.where(width.abs() > 0, width, torch.ones_like(width))
         est = torch.where(width.abs() > 0, dirderiv.unsqueeze(-1) / safe, torch.zeros_like(width))
         return est.mean(dim=1)
+
+
+from hil import lgso  # noqa: E402, F401  (registers ``lgso``; it builds on GradientEstimator)

@@ -34,6 +34,12 @@ def sample_trajectory(bins: list[torch.Tensor], scores: torch.Tensor,
     return picks[torch.argsort(scores[picks])]
 
 
+def sample_trajectories(bins: list[torch.Tensor], n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` trajectories at once (``n x len(bins)`` indices), one random point of each bin per row: the bins
+    are equal-count slices of the sorted scores, so every row is already in increasing score."""
+    return torch.stack([b[torch.randint(len(b), (n,), generator=generator)] for b in bins], dim=1)
+
+
 def path_integral(f: Callable[[torch.Tensor], torch.Tensor], x_u: torch.Tensor, x_v: torch.Tensor,
                   steps: int = 5) -> torch.Tensor:
     """``sum_{i<steps} J_f(x_u + (i / steps) d) d / steps`` for each pair (``pairs x d_in`` ->
@@ -48,10 +54,13 @@ def path_integral(f: Callable[[torch.Tensor], torch.Tensor], x_u: torch.Tensor, 
 
 def matchopt_loss(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                   trajectory: torch.Tensor, *, steps: int = 5, value_weight: float = 1.0) -> torch.Tensor:
-    """The loss on one trajectory (indices into ``x``: ``N x d_in``, ``y``: ``N x *output``)."""
-    xt, yt = x[trajectory], y[trajectory]
-    predicted = path_integral(f, xt[:-1], xt[1:], steps)
-    match = (predicted - (yt[1:] - yt[:-1])).pow(2).mean()
+    """The loss on one trajectory (``m`` indices into ``x``: ``N x d_in``, ``y``: ``N x *output``) or on several
+    (``T x m``: the mean over all their consecutive pairs)."""
+    t = trajectory.reshape(-1, trajectory.shape[-1])
+    u, v = t[:, :-1].reshape(-1), t[:, 1:].reshape(-1)
+    predicted = path_integral(f, x[u], x[v], steps)
+    match = (predicted - (y[v] - y[u])).pow(2).mean()
     if value_weight == 0:
         return match
-    return match + value_weight * (f(xt) - yt).pow(2).mean()
+    rows = t.reshape(-1)
+    return match + value_weight * (f(x[rows]) - y[rows]).pow(2).mean()

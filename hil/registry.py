@@ -80,7 +80,7 @@ def load_plugins() -> None:
 
 
 BLACKBOXES: Registry = Registry("blackbox")
-ESTIMATORS: Registry = Registry("estimator")
+ESTIMATORS: Registry = Registry("estimator", core="hil.estimators")
 OBJECTIVES: Registry = Registry("objective")
 #: Ask/tell optimisers (``optimizer: {type: gradient | random | cmaes | ...}``), see :mod:`hil.optim.base`
 OPTIMIZERS: Registry = Registry("optimizer", core="hil.optim")
@@ -94,3 +94,6 @@ CALIBRATIONS: Registry = Registry("calibration")
 #: Differentiable models of a twin in its physical parameters, by twin type, for fitting a twin to a rig:
 #: ``fn(section, fit=None) -> torch.nn.Module`` with ``forward(x)``, ``values()`` and ``fitted_section()``
 TWIN_MODELS: Registry = Registry("twin model")
+#: Conditional generative models ``p(y | c)`` for L-GSO (:mod:`hil.generative`): ``log_prob``, ``expectation``,
+#: ``mean``, ``sample``
+GENERATIVE_MODELS: Registry = Registry("generative model", core="hil.generative")

@@ -172,7 +172,7 @@ def report_images(blackbox: BlackBox, objective: Any, trace: Trace) -> dict[str,
 
 
 def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: str | Path | None = None,
-            progress: Callable[[int, Trace], None] | None = None) -> RunResult:
+            progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False) -> RunResult:
     """Run ``config`` end to end: connect, optimise with every query logged, write the report.
 
     ``resume``: a killed run's log; the optimiser runs again from the start and the log answers every
@@ -209,7 +209,7 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
             counted = blackbox if old is None else ReplayBox(blackbox, old, path)
             view = UnitCubeView(counted)
             optimizer = config.optimizer.build(box=view, objective=objective, estimator=estimator)
-            trace = run_loop(view, objective, optimizer, config.optimizer.loop, progress)
+            trace = run_loop(view, objective, optimizer, config.optimizer.loop, progress, recommendations)
         finally:
             blackbox.attach_log(None)
         wall = time.perf_counter() - t0

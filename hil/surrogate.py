@@ -15,6 +15,12 @@
   theorem this aligns the surrogate's Jacobian with the true one on close pairs,
   and it is invariant to a global offset of ``f`` and ``y`` (drifting hardware).
 
+* ``matchopt``: gradient matching along monotonic trajectories (paper 001, :mod:`hil.matchopt`): the data
+  are sorted into ``bins`` percentile bins of each point's score (its objective, given to :meth:`Surrogate.add`
+  by the offline optimiser), and each minibatch step matches the surrogate's path integrals
+  (``path_steps`` Riemann points) to the measured differences along ``max(1, batch_size // bins)``
+  trajectories, plus ``value_weight`` (null: 1) times the regression term.
+
 A :class:`Surrogate` owns its data: points are added as they are measured, the
 k-NN pairs are updated incrementally, and :meth:`Surrogate.fit` trains on
 everything seen so far, in one of two ways:
@@ -31,6 +37,7 @@ BlackBox bounds and outputs are standardised by the first data seen.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -41,8 +48,9 @@ from torch import nn
 from hil.config import require
 from hil.device import resolve_device
 from hil.knn import KNNPairs
+from hil.matchopt import matchopt_loss, percentile_bins, sample_trajectories
 
-LossName = Literal["mse", "mae", "gradpie"]
+LossName = Literal["mse", "mae", "gradpie", "matchopt"]
 
 
 def _inverse_distance_weights(dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -82,13 +90,15 @@ class SurrogateConfig:
     lr: float = 1e-3
     batch_size: int = 256
     weight_decay: float = 0.0
-    value_weight: float = 0.0
+    value_weight: float | None = None  # null: 0 for gradpie, 1 for matchopt (its regression term)
     pairs_per_anchor: int = 1
     pair_weight: Literal["uniform", "inverse_distance"] = "uniform"
     input_features: Literal["raw", "phase"] = "raw"
     # shared: one scale for all outputs (pixels of an image keep their relative weight);
     # per_output: each output standardised alone (figures in different units, e.g. dB, Hz, degrees)
     output_scale: Literal["shared", "per_output"] = "shared"
+    bins: int = 32       # matchopt: percentile bins, the points of a trajectory
+    path_steps: int = 5  # matchopt: Riemann points of each path integral (the authors' 5)
     # bounded training: minibatch steps per fit (null: `epochs` full passes over all data)
     steps: int | None = None
     recent_fraction: float = 0.5  # bounded training: share of each minibatch from the newest points
@@ -103,7 +113,12 @@ class SurrogateConfig:
         require(self.lr > 0, f"estimator.lr must be > 0, got {self.lr}")
         require(self.batch_size >= 1, f"estimator.batch_size must be >= 1, got {self.batch_size}")
         require(all(h >= 1 for h in self.hidden), "estimator.hidden: every layer width must be >= 1")
-        require(self.value_weight >= 0, "estimator.value_weight must be >= 0")
+        if self.value_weight is None:
+            self.value_weight = 1.0 if self.loss == "matchopt" else 0.0
+        require(math.isfinite(self.value_weight) and self.value_weight >= 0,
+                f"estimator.value_weight must be a finite number >= 0, got {self.value_weight}")
+        require(self.bins >= 2, f"estimator.bins must be >= 2, got {self.bins}")
+        require(self.path_steps >= 1, f"estimator.path_steps must be >= 1, got {self.path_steps}")
         require(1 <= self.pairs_per_anchor <= self.k, "estimator.pairs_per_anchor must be in [1, k]")
         require(self.steps is None or self.steps >= 1,
                 f"estimator.steps must be >= 1 or null (full epochs), got {self.steps}")
@@ -138,6 +153,8 @@ class Surrogate:
         self.y_mean: torch.Tensor | None = None
         self.y_std: torch.Tensor | None = None
         self.knn = KNNPairs(config.k) if config.loss == "gradpie" else None
+        self.scores = torch.empty(0)  # matchopt: each point's score (its objective), on the CPU
+        self._bins: list[torch.Tensor] | None = None
         self.steps_trained = 0
 
     # -- data ----------------------------------------------------------------------
@@ -152,10 +169,18 @@ class Surrogate:
             xn = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1)
         return self.model(xn)
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Add measured pairs: ``b x d_in`` inputs, ``b x *output_shape`` outputs (non-finite rows are skipped)."""
+    def add(self, x: torch.Tensor, y: torch.Tensor, scores: torch.Tensor | None = None) -> None:
+        """Add measured pairs: ``b x d_in`` inputs, ``b x *output_shape`` outputs (non-finite rows are skipped);
+        ``scores`` (``b``, lower is better): each point's objective, which the ``matchopt`` loss needs."""
         y = y.detach().to(self.device, torch.float32).reshape(y.shape[0], -1)
         keep = torch.isfinite(y).all(dim=1)
+        if self.config.loss == "matchopt":
+            if scores is None:
+                raise ValueError("the matchopt loss needs each point's score (its objective): give scores=")
+            scores = scores.detach().to(torch.float32).cpu().reshape(-1)
+            keep &= torch.isfinite(scores).to(keep.device)
+            self.scores = torch.cat([self.scores, scores[keep.cpu()]])
+            self._bins = None
         if not bool(keep.any()):
             return
         x, y = x.detach().to(self.device)[keep], y[keep]
@@ -191,6 +216,8 @@ class Surrogate:
         if cfg.loss in ("mse", "mae"):
             err = self._net(self.x[idx]) - self.y[idx]
             return err.pow(2).mean() if cfg.loss == "mse" else err.abs().mean()
+        if cfg.loss == "matchopt":
+            return self._matchopt_loss()
         nbr, dist = self.knn.neighbours[idx], self.knn.distances[idx]  # b x k
         if cfg.pairs_per_anchor < cfg.k:  # an unbiased subsample of the k pairs: (1 + pairs) forward rows per anchor
             pick = torch.rand(nbr.shape, generator=self._gen).argsort(dim=1)[:, : cfg.pairs_per_anchor]
@@ -210,6 +237,14 @@ class Surrogate:
             loss = loss + cfg.value_weight * (pred[:b] - self.y[idx]).abs().mean()
         return loss
 
+    def _matchopt_loss(self) -> torch.Tensor:
+        if self._bins is None:
+            self._bins = percentile_bins(self.scores, self.config.bins)
+        n = max(1, self.config.batch_size // self.config.bins)
+        trajectories = sample_trajectories(self._bins, n, self._gen).to(self.device)
+        return matchopt_loss(self._net, self.x, self.y, trajectories, steps=self.config.path_steps,
+                             value_weight=self.config.value_weight)
+
     def fit(self, epochs: int | None = None) -> float:
         """Train on the data seen so far and return the mean loss of the last epoch (or of the steps).
 
@@ -221,7 +256,7 @@ class Surrogate:
         n = len(self)
         if n == 0 or (epochs == 0 and not bounded):
             return float("nan")
-        if self.config.loss == "gradpie" and n < 2:
+        if self.config.loss in ("gradpie", "matchopt") and n < 2:
             return float("nan")
         self.model.train()
         with torch.enable_grad():  # fit() may run inside a physical layer's backward pass

@@ -14,6 +14,7 @@ from hil.estimators import (
     SurrogateEstimator,
 )
 from hil.layer import PhysicalLayer
+from hil.lgso import LGSOConfig, LGSOEstimator
 from hil.querylog import QueryLog, read_log
 from hil.registry import BLACKBOXES
 from hil.surrogate import Surrogate, SurrogateConfig
@@ -82,12 +83,12 @@ def test_surrogate_without_data_says_so():
         est.vjp(torch.zeros(1, 5), torch.zeros(1, 5), torch.ones(1, 5))
 
 
-@pytest.mark.parametrize("estimator", ["exact", "finite_difference", "spsa", "surrogate"])
+@pytest.mark.parametrize("estimator", ["exact", "finite_difference", "spsa", "surrogate", "lgso"])
 def test_physical_layer_forward_is_the_blackbox_and_backward_the_estimator(estimator):
     twin = _twin()
     est = {"exact": ExactEstimator(), "finite_difference": FiniteDifferenceEstimator(),
-           "spsa": SPSAEstimator(seed=3), "surrogate": SurrogateEstimator(SurrogateConfig(hidden=[16], epochs=1))}[
-        estimator]
+           "spsa": SPSAEstimator(seed=3), "surrogate": SurrogateEstimator(SurrogateConfig(hidden=[16], epochs=1)),
+           "lgso": LGSOEstimator(LGSOConfig(hidden=[16], epochs=2))}[estimator]
     layer = PhysicalLayer(twin, est)
     x = (torch.rand(4, 5) * 1.6 - 0.8).requires_grad_(True)
     y = layer(x)

@@ -62,3 +62,54 @@ def test_the_loss_trains_a_surrogate_towards_the_truth():
     cosine = torch.nn.functional.cosine_similarity(grid.grad, 2 * grid.detach(), dim=1)
     assert float(cosine.median()) > 0.9  # its gradient points where the truth's does
     assert path_integral(model, x[:3], x[3:6]).shape == (3, 1)
+
+
+def test_the_surrogate_trains_with_matchopt_on_scored_data_only():
+    import pytest
+
+    from hil.errors import EstimatorError
+    from hil.estimators import SurrogateEstimator
+    from hil.surrogate import Surrogate, SurrogateConfig
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(1024, 3, generator=gen)
+    y = ((x - 0.3) ** 2).sum(dim=1, keepdim=True)
+    cfg = SurrogateConfig(loss="matchopt", hidden=[64, 64], bins=32, batch_size=256, lr=3e-3, seed=0)
+    assert cfg.value_weight == 1.0  # the paper's regression term by default
+    s = Surrogate(cfg, torch.zeros(3), torch.ones(3), (1,))
+    s.add(x, y, scores=y[:, 0])
+    s.fit(epochs=150)
+    probe = torch.rand(128, 3, generator=gen) * 0.8 + 0.1
+    g = s.vjp(probe, torch.ones(128, 1))
+    cosine = torch.nn.functional.cosine_similarity(g, 2 * (probe - 0.3), dim=1)
+    assert float(cosine.median()) > 0.9
+    est = SurrogateEstimator(cfg)
+    est.surrogate = s
+    with pytest.raises(EstimatorError, match="matchopt"):
+        est.observe(x, y)  # no scores: nothing to sort the trajectories by
+
+
+def test_offline_start_top_begins_at_the_datasets_best_points(tmp_path):
+    from hil.querylog import read_log
+    from hil.run import execute, load_run_config
+
+    cfg = load_run_config({
+        "name": "matchopt-top",
+        "blackbox": {"type": "cnon_twin", "dim": 4, "horizon": 1.0, "steps": 10},
+        "objective": {"type": "target_distance", "target_seed": 2},
+        "optimizer": {"type": "offline", "n_starts": 3, "dataset_size": 60, "fit_epochs": 20, "start": "top",
+                      "search": "surrogate", "iterations": 3, "lr": 0.02},
+        "estimator": {"type": "surrogate", "loss": "matchopt", "hidden": [32], "bins": 8},
+        "log": {"report": False},
+    })
+    res = execute(cfg, log_path=tmp_path / "m.h5")
+    data = read_log(tmp_path / "m.h5")
+    labels = data.purpose_labels()
+    initial = [i for i, p in enumerate(labels) if p == "initial"]
+    steps = [i for i, p in enumerate(labels) if p == "step"]
+    assert len(initial) == 60 and len(steps) == 9 and res.trace.iterations == 3
+    objective = cfg.objective.build(output_shape=(4,))
+    values = objective(torch.from_numpy(data.y[initial]).float())
+    top = torch.argsort(values)[:3]
+    first = torch.from_numpy(data.x[steps[:3]])
+    assert torch.allclose(first, torch.from_numpy(data.x[initial][top.numpy()]), atol=1e-5)

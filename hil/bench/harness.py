@@ -57,37 +57,62 @@ class MethodRuns:
 
 def run_one(task: BenchTask, method: Method, seed: int, log_dir: str | None = None) -> RunCurve:
     """Run ``method`` under ``seed`` on a fresh box; every query goes through the validated path (and into
-    ``log_dir``'s HDF5 log when given)."""
+    ``log_dir``'s HDF5 log when given). ``score: expected`` scores each round by the problem's
+    ``expected_objective`` at each start's recommended point instead of the best noisy answer so far."""
     from hil.run import execute, load_run_config
 
     cfg = load_run_config(task.run_config(method, seed))
+    expected = task.score == "expected"
     t0 = time.perf_counter()
+    box = cfg.blackbox.build()
+    if expected and not hasattr(box, "expected_objective"):
+        from hil.errors import ConfigError
+
+        raise ConfigError(f"benchmark {task.name}: score: expected needs a blackbox with expected_objective; "
+                          f"{type(box).__name__} has none (use score: measured)")
     if log_dir is not None:
         cfg.log.report = False
-        res = execute(cfg, log_path=f"{log_dir}/{task.name}-{method.name}-seed{seed}.h5")
+        res = execute(cfg, log_path=f"{log_dir}/{task.name}-{method.name}-seed{seed}.h5", recommendations=expected)
         trace, busy = res.trace, res.busy_s
     else:
         from hil.optim.section import optimize
 
-        box = cfg.blackbox.build()
         objective = cfg.objective.build(output_shape=box.spec.output_shape)
         estimator = cfg.estimator.build() if cfg.estimator is not None else None
         with box:
-            trace = optimize(box, objective, cfg.optimizer, estimator)
+            trace = optimize(box, objective, cfg.optimizer, estimator, recommendations=expected)
         busy = box.stats.busy_s
-    best = np.asarray(trace.best_overall, dtype=np.float64)
-    per_start = trace.best_array()
-    with np.errstate(all="ignore"):
-        mean = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in per_start])
+    if expected:
+        scores = _expected_scores(box, trace.recommended)
+        best, mean = scores.min(axis=1) if trace.sense == "min" else scores.max(axis=1), scores.mean(axis=1)
+    else:
+        best = np.asarray(trace.best_overall, dtype=np.float64)
+        per_start = trace.best_array()
+        with np.errstate(all="ignore"):
+            mean = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in per_start])
     return RunCurve(seed, np.asarray(trace.queries, dtype=np.float64), best, mean, time.perf_counter() - t0, busy,
                     trace.stopped, trace.n_starts)
+
+
+def _expected_scores(box: Any, recommended: list[np.ndarray]) -> np.ndarray:
+    """``rounds x n_starts`` expected objectives of the recommended points (one batched, deterministic call)."""
+    import torch
+
+    if not recommended:
+        return np.empty((0, 1))
+    points = np.stack(recommended)  # rounds x P x d
+    flat = torch.from_numpy(points.reshape(-1, points.shape[2]))
+    with torch.no_grad():
+        values = box.expected_objective(flat).to(torch.float64).numpy()
+    return values.reshape(points.shape[0], points.shape[1])
 
 
 def run_fingerprint(task: BenchTask, method: Method, seed: int) -> str:
     """What a run's result depends on: its whole run config (problem, method, seed, budget) and hil's version."""
     from hil.versions import package_versions
 
-    blob = json.dumps({"config": task.run_config(method, seed), "hil": package_versions().get("hil")},
+    scoring = {} if task.score == "measured" else {"score": task.score}
+    blob = json.dumps({"config": task.run_config(method, seed), "hil": package_versions().get("hil"), **scoring},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -198,10 +223,13 @@ def seed_mean_curve(runs: list[RunCurve], grid: np.ndarray, which: str = "best")
         return np.where(np.isfinite(values).all(axis=0), values.mean(axis=0), np.nan)
 
 
-def queries_to_reach(curve: np.ndarray, grid: np.ndarray, level: float, sense: str) -> int | None:
-    """The first grid point where ``curve`` is at ``level`` or better."""
+def queries_to_reach(curve: np.ndarray, grid: np.ndarray, level: float, sense: str, stay: bool = False) -> int | None:
+    """The first grid point where ``curve`` is at ``level`` or better (``stay``: and stays there to the end,
+    for curves that are not monotonic: the expected objective at a noisy iterate)."""
     hit = (curve <= level) if sense == "min" else (curve >= level)
     hit &= np.isfinite(curve)
+    if stay:
+        hit = np.flip(np.logical_and.accumulate(np.flip(hit)))
     return int(grid[int(np.argmax(hit))]) if hit.any() else None
 
 
@@ -234,20 +262,22 @@ def summarize(task: BenchTask, results: dict[str, MethodRuns], sense: str, grid_
         for p, pr in results.items():
             if pr.method.kind != "peer":
                 continue
-            out["comparisons"].append(_compare(g, gr, p, pr, curves, grid, sense))
+            out["comparisons"].append(_compare(g, gr, p, pr, curves, grid, sense, stay=task.score == "expected"))
     return out
 
 
 def _compare(g: str, gr: MethodRuns, p: str, pr: MethodRuns, curves: dict[str, np.ndarray], grid: np.ndarray,
-             sense: str) -> dict[str, Any]:
-    """Queries ``g`` needs to reach ``p``'s final best: on the seed-mean curves, and per seed set."""
+             sense: str, stay: bool = False) -> dict[str, Any]:
+    """Queries ``g`` needs to reach ``p``'s final best: on the seed-mean curves, and per seed set (``stay``:
+    to reach it and stay there)."""
     level = curves[p][-1]
     peer_q = float(np.mean([r.queries[-1] for r in pr.runs]))
-    q = queries_to_reach(curves[g], grid, level, sense) if math.isfinite(level) else None
+    q = queries_to_reach(curves[g], grid, level, sense, stay) if math.isfinite(level) else None
     per_seed = []
     for rg, rp in zip(gr.runs, pr.runs, strict=False):
         lvl = rp.at(grid[-1])
-        qs = queries_to_reach(np.array([rg.at(x) for x in grid]), grid, lvl, sense) if math.isfinite(lvl) else None
+        qs = (queries_to_reach(np.array([rg.at(x) for x in grid]), grid, lvl, sense, stay) if math.isfinite(lvl)
+              else None)
         per_seed.append(None if qs is None else qs / float(rp.queries[-1]))
     return {"method": g, "peer": p, "level": None if not math.isfinite(level) else float(level),
             "peer_queries": peer_q, "queries": q, "ratio": None if q is None else q / peer_q,

@@ -11,6 +11,9 @@
     seeds: [0, 1, 2]               # seed sets: starting points, samples, surrogate initialisation
     fractions: [0.25, 0.5, 1.0]    # where the table reports
     extras: [duty_cycle]           # extra measurements (hil.bench.extras)
+    score: measured                # measured (the objective of each answer) | expected: a stochastic
+                                   # problem's expected_objective at each start's recommended point per round
+    reseed_blackbox: false         # true: the blackbox's seed is the seed set's (a stochastic twin's noise)
     quick: {budget: 800, seeds: [0], methods: [gradpie, cmaes]}
     methods:
       gradpie:                     # a method is its optimiser (budget allocation included) and estimator
@@ -36,7 +39,9 @@ from typing import Any, Literal
 from hil.config import load_yaml
 from hil.errors import ConfigError
 
-TASK_KEYS = ("name", "title", "description", "problem", "budget", "seeds", "fractions", "extras", "quick", "methods")
+TASK_KEYS = ("name", "title", "description", "problem", "budget", "seeds", "fractions", "extras", "quick", "methods",
+             "score", "reseed_blackbox")
+SCORES = ("measured", "expected")
 METHOD_KEYS = ("kind", "optimizer", "estimator", "label")
 KINDS = ("gradient", "peer", "reference")
 #: sections a ``--set SECTION.KEY=VALUE`` override may name; ``optimizer`` and ``surrogate`` apply to every method
@@ -64,6 +69,8 @@ class BenchTask:
     extras: list[str] = field(default_factory=list)
     quick: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    score: Literal["measured", "expected"] = "measured"
+    reseed_blackbox: bool = False
 
     def run_config(self, method: Method, seed: int, budget: int | None = None) -> dict[str, Any]:
         """The run config of ``method`` under seed set ``seed``: the problem, the method's optimiser with the
@@ -71,9 +78,11 @@ class BenchTask:
         optimizer = {"iterations": 10**9, **method.optimizer, "max_queries": budget or self.budget, "seed": seed}
         cfg: dict[str, Any] = {"name": f"{self.name}-{method.name}", **copy.deepcopy(self.problem),
                                "optimizer": optimizer}
+        if self.reseed_blackbox:
+            cfg["blackbox"]["seed"] = seed
         if method.estimator is not None:
             est = dict(method.estimator)
-            if est.get("type") == "surrogate":
+            if est.get("type") in ("surrogate", "lgso", "spsa"):
                 est["seed"] = seed
             cfg["estimator"] = est
         return cfg
@@ -84,7 +93,8 @@ class BenchTask:
         methods = {k: v for k, v in self.methods.items() if k in q.get("methods", list(self.methods))}
         return BenchTask(self.name, self.title, copy.deepcopy(q.get("problem", self.problem)),
                          int(q.get("budget", self.budget)), list(q.get("seeds", self.seeds[:1])), self.fractions,
-                         methods, [e for e in self.extras if e in q.get("extras", self.extras)], {}, self.description)
+                         methods, [e for e in self.extras if e in q.get("extras", self.extras)], {}, self.description,
+                         self.score, self.reseed_blackbox)
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> BenchTask:
         task = copy.deepcopy(self)
@@ -172,8 +182,13 @@ def load_task(name_or_path: str, *, validate: bool = True) -> BenchTask:
     _require(isinstance(quick, dict), f"{where}: quick", "expected a mapping (budget, seeds, methods)")
     for q in quick.get("methods", []):
         _require(q in methods, f"{where}: quick.methods", f"{q!r} is not a method of this task")
+    score = data.get("score", "measured")
+    _require(score in SCORES, f"{where}: score", f"expected one of {', '.join(SCORES)}, got {score!r}")
+    reseed = data.get("reseed_blackbox", False)
+    _require(isinstance(reseed, bool), f"{where}: reseed_blackbox", f"expected true or false, got {reseed!r}")
     task = BenchTask(str(data["name"]), str(data.get("title", data["name"])), problem, budget, seeds,
-                     [float(f) for f in fractions], methods, list(extras), quick, str(data.get("description", "")))
+                     [float(f) for f in fractions], methods, list(extras), quick, str(data.get("description", "")),
+                     score, reseed)
     if validate:
         validate_methods(task)
     return task

@@ -140,3 +140,25 @@ def minimisation_values(value: torch.Tensor, sense: str) -> torch.Tensor:
     worst = float(loss[finite].max()) if bool(finite.any()) else 0.0
     spread = float(loss[finite].max() - loss[finite].min()) if int(finite.sum()) > 1 else 1.0
     return torch.where(finite, loss, torch.full_like(loss, worst + max(spread, 1.0)))
+
+
+def given_start(x0: float | Sequence[float], box: Any, key: str = "optimizer.x0") -> torch.Tensor:
+    """A starting point the user gave in physical units (one value broadcasts to every input) as a point of
+    ``box``'s unit cube (``d``); a wrong length, a non-finite value or a point outside the bounds fails
+    naming ``key``."""
+    from hil.errors import ConfigError
+
+    spec = box.space.spec  # the physical inputs (``box`` is the unit-cube view)
+    values = [x0] * spec.input_dim if isinstance(x0, (int, float)) else list(x0)
+    if len(values) != spec.input_dim or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in values):
+        raise ConfigError(f"{key}: expected one number or a list of {spec.input_dim} numbers (the blackbox's "
+                          f"inputs), got {x0!r}")
+    x = torch.tensor(values, dtype=torch.float64)
+    lower, upper = spec.lower.to(torch.float64), spec.upper.to(torch.float64)
+    bad = ~torch.isfinite(x) | (x < lower) | (x > upper)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ConfigError(f"{key}[{i}] = {values[i]} is outside input {i}'s bounds [{float(lower[i]):g}, "
+                          f"{float(upper[i]):g}]; give a point inside the box")
+    return box.space.to_unit(x[None].to(torch.float32))[0]

@@ -48,7 +48,7 @@ from hil.blackbox import BlackBox
 from hil.config import require
 from hil.errors import ConfigError, OptimizerError
 from hil.objectives import Objective
-from hil.optim.base import Ask, Optimizer, make_ask, minimisation_values
+from hil.optim.base import Ask, Optimizer, given_start, make_ask, minimisation_values
 from hil.registry import OPTIMIZERS
 
 #: ``covariance: auto`` uses a diagonal covariance matrix (sep-CMA) when ``d`` exceeds this (see module doc)
@@ -104,7 +104,7 @@ class CMAES(Optimizer):
     class Config:
         n_starts: int = 1
         sigma0: float = 0.25
-        x0: Literal["uniform", "centre"] = "uniform"
+        x0: Literal["uniform", "centre"] | float | list[float] = "uniform"  # or a physical point (first runs)
         popsize: int | None = None
         covariance: Literal["full", "diagonal", "auto"] = "auto"
         restarts: Literal["none", "ipop", "bipop"] = "ipop"
@@ -132,7 +132,8 @@ class CMAES(Optimizer):
                                                              and self.d > AUTO_DIAGONAL_ABOVE)
         self.stop_reason = ""
         gens = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(config.n_starts)]
-        x0 = self._first_x0(seed)
+        x0 = self._first_x0(seed) if isinstance(config.x0, str) else \
+            given_start(config.x0, box).to(torch.float64).numpy()[None].repeat(config.n_starts, 0)
         self.starts: list[_Start] = []
         for i, gen in enumerate(gens):
             start = _Start(es=None, gen=gen)
@@ -153,6 +154,10 @@ class CMAES(Optimizer):
             return np.full((self.n_starts, self.d), 0.5)
         gen = torch.Generator().manual_seed(seed)
         return torch.rand(self.n_starts, self.d, generator=gen).to(torch.float64).numpy()
+
+    def recommend(self) -> torch.Tensor:
+        """Each start's current mean (``n_starts x d``): cma's recommendation for a noisy objective."""
+        return torch.tensor(np.stack([np.clip(s.es.mean, 0, 1) for s in self.starts]), dtype=torch.float32)
 
     def _restart_x0(self, start: _Start) -> np.ndarray:
         return np.full(self.d, 0.5) if self.cfg.x0 == "centre" else start.gen.uniform(size=self.d)

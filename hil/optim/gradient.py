@@ -26,7 +26,7 @@ from hil.config import require
 from hil.errors import EstimatorError
 from hil.estimators import GradientEstimator
 from hil.objectives import Objective
-from hil.optim.base import Ask, Optimizer, make_ask
+from hil.optim.base import Ask, Optimizer, given_start, make_ask, minimisation_values
 from hil.registry import OPTIMIZERS
 from hil.sampling import latin_hypercube
 
@@ -63,6 +63,8 @@ class GradientConfig:
     local_samples: int = 0
     sigma: float = 0.05
     init: Literal["uniform", "lhs"] = "uniform"
+    #: every start from this physical point instead (one number broadcasts; e.g. a paper's starting point)
+    x0: float | list[float] | None = None
     #: a Latin-hypercube design measured before the first iteration (Algorithm 1's D), fed to the estimator
     init_samples: int = 0
 
@@ -96,6 +98,8 @@ class GradientOptimizer(Optimizer):
         self.gen = torch.Generator().manual_seed(seed)
         p = config.n_starts
         u0 = latin_hypercube(p, self.d, self.gen) if config.init == "lhs" else torch.rand(p, self.d, generator=self.gen)
+        if config.x0 is not None:
+            u0 = given_start(config.x0, box).expand(p, self.d)
         self.u = u0.clone().requires_grad_(True)
         self.adam = torch.optim.Adam([self.u], lr=config.lr, betas=(config.adam_beta1, config.adam_beta2))
         self.start_ids = torch.arange(p)
@@ -135,7 +139,7 @@ class GradientOptimizer(Optimizer):
 
     # -- tell ------------------------------------------------------------------------------
     def tell(self, asked: Ask, y: torch.Tensor, value: torch.Tensor) -> None:
-        self.estimator.observe(asked.u, y)
+        self.estimator.observe(asked.u, y, scores=minimisation_values(value, self.objective.sense))
         if not asked.counted:
             return
         self.step(asked, y, value)
@@ -150,7 +154,12 @@ class GradientOptimizer(Optimizer):
         # a start with no valid measurement this iteration (e.g. every design invalid) has no gradient: it stays
         measured = torch.isfinite(obj_sel).reshape(-1, *([1] * (grad_y.ndim - 1)))
         grad_y = torch.where(measured, torch.nan_to_num(grad_y, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
-        grad_u = self.estimator.vjp(u_sel, y_sel, grad_y, iteration=t, start=self.start_ids)
+        expected = getattr(self.estimator, "objective_gradient", None)
+        if expected is not None:  # a model of the answers' distribution: the expected objective's gradient
+            grad_u = expected(u_sel, self.objective.loss, iteration=t, start=self.start_ids)
+            grad_u = torch.where(measured.reshape(-1, 1), grad_u, 0.0)
+        else:
+            grad_u = self.estimator.vjp(u_sel, y_sel, grad_y, iteration=t, start=self.start_ids)
         bad = ~torch.isfinite(grad_u).all(dim=1)
         if bool(bad.any()):
             raise EstimatorError(
@@ -169,6 +178,10 @@ class GradientOptimizer(Optimizer):
         self.adam.step()
         with torch.no_grad():
             self.u.clamp_(0, 1)
+
+    def recommend(self) -> torch.Tensor:
+        """The current iterates (``n_starts x d``, unit cube): what the run would return now."""
+        return self.u.detach().clamp(0, 1).clone()
 
     def state_summary(self) -> dict[str, Any]:
         return self.estimator.state_summary()

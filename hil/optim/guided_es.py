@@ -111,7 +111,7 @@ class GuidedES(Optimizer):
 
     def tell(self, asked: Ask, y: torch.Tensor, value: torch.Tensor) -> None:
         cfg, p, m = self.cfg, self.cfg.n_starts, self.cfg.pairs
-        self.estimator.observe(asked.u, y)
+        self.estimator.observe(asked.u, y, scores=minimisation_values(value, self.objective.sense))
         loss = minimisation_values(value, self.objective.sense).to(torch.float32)
         pair_loss = loss[p:].reshape(p, m, 2)
         diff = pair_loss[..., 0] - pair_loss[..., 1]  # p x m

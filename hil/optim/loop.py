@@ -63,6 +63,10 @@ class Trace:
     busy_s: list[float] = field(default_factory=list)  # cumulative time inside the BlackBox
     stopped: str = ""
     x_best: torch.Tensor | None = None  # n_starts x d_in, physical values
+    #: with ``run_loop(..., recommendations=True)``: per round, what each start would return now (``n_starts x
+    #: d_in``, physical): the optimiser's ``recommend()`` (an iterate, a search distribution's mean), else its best
+    #: measured point. A stochastic problem is scored there, by its expectation (the benchmarks' ``score:``)
+    recommended: list[np.ndarray] = field(default_factory=list)
     y_best: torch.Tensor | None = None  # n_starts x *output_shape
 
     @property
@@ -136,16 +140,16 @@ def _busy_s(box: UnitCubeView) -> float:
 
 
 def run_loop(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
-             progress: Callable[[int, Trace], None] | None = None) -> Trace:
+             progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False) -> Trace:
     """Drive ``optimizer`` on ``box`` (connected) until a budget or the optimiser stops; see the module doc."""
     try:
-        return _drive(box, objective, optimizer, config, progress)
+        return _drive(box, objective, optimizer, config, progress, recommendations)
     finally:
         _call_optional(optimizer, "close")  # an optimiser (or its estimator) with threads or files of its own
 
 
 def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
-           progress: Callable[[int, Trace], None] | None) -> Trace:
+           progress: Callable[[int, Trace], None] | None, recommendations: bool = False) -> Trace:
     trace = Trace(sense=objective.sense, n_starts=int(optimizer.n_starts))
     rec = _Recorder(trace, box.spec.input_dim)
     q0, busy0, t0 = box.stats.queries, _busy_s(box), time.perf_counter()
@@ -183,6 +187,10 @@ def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config
         if not asked.counted:
             continue
         rec.record(round_best, spent, time.perf_counter() - t0, _busy_s(box) - busy0)
+        if recommendations:
+            recommend = getattr(optimizer, "recommend", None)
+            point = box.space.to_physical(recommend()) if callable(recommend) else rec.x_best
+            trace.recommended.append(point.detach().to(torch.float64).cpu().numpy())
         if progress is not None:
             progress(t, trace)
         t += 1

@@ -4,6 +4,17 @@ BlackBox forward passes and the frozen surrogate's backward pass.
 The dataset is ``dataset_size`` Latin-hypercube queries (``dataset: lhs``, measured as the first,
 uncounted ask and logged with purpose ``initial``) or the rows of an earlier query log
 (``dataset: log``, ``dataset_log: PATH``: nothing is queried for it).
+
+Two choices make it MATCH-OPT's search (paper 001) rather than Algorithm A1's:
+
+* ``start: top``: the starts are the ``n_starts`` best points of the dataset (A1: ``random``, the gradient
+  optimiser's starts);
+* ``search: surrogate``: each step follows the gradient of the objective of the surrogate's *prediction* at the
+  current point, gradient ascent on the frozen surrogate (A1: ``blackbox``, the objective of the measured answer
+  back-propagated through the surrogate). Each step's point is still measured, so the trace is the truth's.
+
+With ``estimator: {loss: matchopt}`` the surrogate is fitted by MATCH-OPT's loss on trajectories sorted by
+each point's objective (:mod:`hil.matchopt`).
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import torch
 
 from hil.config import require
 from hil.errors import ConfigError
-from hil.optim.base import Ask
+from hil.optim.base import Ask, minimisation_values
 from hil.optim.gradient import GradientConfig, GradientOptimizer
 from hil.registry import OPTIMIZERS
 
@@ -26,6 +37,8 @@ class OfflineConfig(GradientConfig):
     dataset_size: int = 1000
     dataset_log: str | None = None
     fit_epochs: int = 200
+    start: Literal["random", "top"] = "random"
+    search: Literal["blackbox", "surrogate"] = "blackbox"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,9 +72,17 @@ class OfflineOptimizer(GradientOptimizer):
 
     def tell(self, asked: Ask, y: torch.Tensor, value: torch.Tensor) -> None:
         if not asked.counted:
-            self._fit(asked.u, y)
+            self._fit(asked.u, y, value)
             return
-        self.step(asked, y, value)  # the surrogate is frozen: new measurements only steer the search
+        if self.cfg.search == "blackbox":
+            self.step(asked, y, value)  # the surrogate is frozen: new measurements only steer the search
+            return
+        centres = asked.u[: self.n_starts]  # the current points (the ask's step rows)
+        u = centres.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.objective.loss(self.estimator.surrogate.predict(u)).sum()
+            (grad_u,) = torch.autograd.grad(loss, u)
+        self.apply_step(centres, grad_u)
 
     def _log_dataset(self) -> tuple[torch.Tensor, torch.Tensor]:
         from hil.querylog import read_log
@@ -75,10 +96,19 @@ class OfflineOptimizer(GradientOptimizer):
                 f"{tuple(spec.output_shape)}"
             )
         u = self.box.space.to_unit(torch.from_numpy(data.x))
-        return u, torch.from_numpy(data.y).to(torch.float32)
+        y = torch.from_numpy(data.y).to(torch.float32)
+        return u, y, self.objective(y).detach()
 
-    def _fit(self, u: torch.Tensor, y: torch.Tensor) -> None:
+    def _fit(self, u: torch.Tensor, y: torch.Tensor, value: torch.Tensor) -> None:
         est = self.estimator
-        est.observe(u, y)
+        scores = minimisation_values(value, self.objective.sense)
+        est.observe(u, y, scores=scores)
         est.fit_now(self.cfg.fit_epochs)
         est.frozen = True
+        if self.cfg.start == "top":
+            top = torch.argsort(scores)[: self.n_starts]
+            if len(top) < self.n_starts:
+                raise ConfigError(f"optimizer.n_starts: start: top needs {self.n_starts} points in the dataset, it "
+                                  f"has {len(top)}")
+            with torch.no_grad():
+                self.u.copy_(u[top].to(self.u.dtype))

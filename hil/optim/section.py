@@ -93,7 +93,7 @@ def gradient_types() -> list[str]:
 
 
 def optimize(blackbox: Any, objective: Any, section: OptimizerSection, estimator: Any = None,
-             progress: Any = None) -> Any:
+             progress: Any = None, recommendations: bool = False) -> Any:
     """Build ``section``'s optimiser on the unit-cube view of ``blackbox`` (connected here if it is not) and
     run the loop; returns the :class:`~hil.optim.loop.Trace`."""
     from hil.optim.loop import run_loop
@@ -102,4 +102,4 @@ def optimize(blackbox: Any, objective: Any, section: OptimizerSection, estimator
     view = blackbox if isinstance(blackbox, UnitCubeView) else UnitCubeView(blackbox)
     view.connect()
     optimizer = section.build(box=view, objective=objective, estimator=estimator)
-    return run_loop(view, objective, optimizer, section.loop, progress)
+    return run_loop(view, objective, optimizer, section.loop, progress, recommendations)
