@@ -49,6 +49,7 @@ class LGSOConfig:
     lr: float = 1e-3
     batch_size: int = 256
     history: bool = True          # reuse every earlier measurement that falls in the box
+    warm_start: bool = False      # true: continue from the start's last model (the paper trains a new one each step)
     device: str = "auto"
     seed: int = 0
 
@@ -134,7 +135,7 @@ class LGSOEstimator(GradientEstimator):
             inside &= fresh
         if int(inside.sum()) < 2:
             raise EstimatorError(f"L-GSO: fewer than 2 measurements in the box around start {start}")
-        model = self.models.get(start)
+        model = self.models.get(start) if cfg.warm_start else None
         if model is None:
             model = self.models[start] = GenerativeSurrogate(
                 self.d, self.d_out, model=cfg.model, components=cfg.components, hidden=cfg.hidden, lr=cfg.lr,

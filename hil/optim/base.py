@@ -15,7 +15,9 @@ To add an optimiser: one module with a class that has a nested ``Config`` datacl
 ``from_config(config, *, box, objective, estimator, seed, budget)`` classmethod (``budget``: the run's
 total query budget, or ``None``), ``ask`` and ``tell``, decorated
 with ``@OPTIMIZERS.register("name")``, and one import line in :mod:`hil.optim`; the shared conformance
-test (``hil.testing.optimizers``) then checks it.
+test (``hil.testing.optimizers``) then checks it. Optionally ``recommend()`` gives what each start would
+return now (``n_starts x d`` in the unit cube: an iterate, a search distribution's mean); without it a
+stochastic benchmark scores each start's best measured point.
 """
 
 from __future__ import annotations
