@@ -301,3 +301,21 @@ def test_a_bad_grid_names_the_key(tmp_path, grid, message):
     path.write_text(yaml.safe_dump(grid))
     with pytest.raises(ConfigError, match=message):
         run_sweep(str(path), out_dir=str(tmp_path / "o"), progress=False, executor="serial")
+
+
+def test_expected_score_is_the_problems_expectation_at_each_iterate():
+    from hil.bench.harness import run_one
+    from hil.bench.task import BenchTask, Method
+    import torch
+    from hil.sim_backends.lgso_problems import rosenbrock
+
+    method = Method("exact", "reference", {"type": "gradient", "n_starts": 1, "lr": 0.01, "x0": 2.0},
+                    {"type": "exact"})
+    task = BenchTask("t", "t", {"blackbox": {"type": "rosenbrock"}, "objective": {"type": "mean_output"}}, 3, [0],
+                     [1.0], {"exact": method}, score="expected", reseed_blackbox=True)
+    curve = run_one(task, method, 0)
+    # Adam's first step moves every input by lr (0.1 of 10) against the gradient's sign: down, the last one up
+    first = torch.full((1, 10), 1.9, dtype=torch.float64)
+    first[0, -1] = 2.1
+    assert curve.best[0] == pytest.approx(float(rosenbrock(first)), rel=1e-4)
+    assert curve.best[-1] < curve.best[0] and list(curve.queries) == [1, 2, 3]
