@@ -304,10 +304,11 @@ def test_a_bad_grid_names_the_key(tmp_path, grid, message):
 
 
 def test_expected_score_is_the_problems_expectation_at_each_iterate():
-    from hil.bench.harness import run_one
-    from hil.bench.task import BenchTask, Method
     import torch
     from hil.sim_backends.lgso_problems import rosenbrock
+
+    from hil.bench.harness import run_one
+    from hil.bench.task import BenchTask, Method
 
     method = Method("exact", "reference", {"type": "gradient", "n_starts": 1, "lr": 0.01, "x0": 2.0},
                     {"type": "exact"})
