@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
 from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure, find_control
-from hil.config import require
+from hil.config import Range
 from hil.registry import CALIBRATIONS
 
 
@@ -37,20 +37,16 @@ class CameraCalibration(Calibration):
 
     @dataclass
     class Config:
-        target_peak: float = 0.4  # of full scale, on the reference patterns (an optimised pattern can focus more)
-        exposures: int = 8  # points of the exposure series
-        span: float = 16.0  # the series spans exposure / span .. exposure * 2
-        patterns: int = 4  # random reference patterns
-        repeats: int = 2
+        #: of full scale, on the reference patterns (an optimised pattern can focus more)
+        target_peak: Annotated[float, Range(ge=0.05, le=0.95)] = 0.4
+        exposures: Annotated[int, Range(ge=3, le=1024)] = 8  # points of the exposure series
+        #: the series spans exposure / span .. exposure * 2 (at most 6 decades below: no exposure rounds to 0)
+        span: Annotated[float, Range(gt=1, le=1e6)] = 16.0
+        patterns: Annotated[int, Range(ge=0, le=4096)] = 4  # random reference patterns
+        repeats: Annotated[int, Range(ge=1, le=1024)] = 2
         #: flat_and_random: a flat phase too (on a Fresnel rig it lights the camera most); random: only random
         #: patterns (a Fourier rig, where a flat phase puts all the light on one pixel)
         references: Literal["flat_and_random", "random"] = "flat_and_random"
-
-        def __post_init__(self) -> None:
-            require(0.05 <= self.target_peak <= 0.95, f"target_peak must be in [0.05, 0.95], got {self.target_peak}")
-            require(self.exposures >= 3, f"exposures must be >= 3, got {self.exposures}")
-            require(self.span > 1, f"span must be > 1, got {self.span}")
-            require(self.patterns >= 0 and self.repeats >= 1, "patterns must be >= 0 and repeats >= 1")
 
     def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
         if find_control(rig, "set_exposure_s") is None:

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 from hil.sim_backends.imperfections import lut_drive
 
 from hil.blackbox import BlackBox, BlackBoxWrapper
-from hil.config import require
+from hil.config import Range, check
 from hil.errors import ConfigError
 from hil.registry import WRAPPERS
 
-
-def _finite(values: list[float], key: str) -> None:
-    require(all(isinstance(v, (int, float)) and math.isfinite(v) for v in values),
-            f"{key} must be finite numbers")
+#: float32's largest finite value: the tables below become float32 tensors
+F32_MAX = float(torch.finfo(torch.float32).max)
+#: a finite number that stays finite as float32
+Float32 = Annotated[float, Range(ge=-F32_MAX, le=F32_MAX)]
 
 
 @WRAPPERS.register("dark_subtraction")
@@ -36,11 +37,10 @@ class DarkSubtraction(BlackBoxWrapper):
 
     @dataclass
     class Config:
-        dark_counts: list[float] = field(default_factory=lambda: [0.0])
+        dark_counts: list[Float32] = field(default_factory=lambda: [0.0])
 
         def __post_init__(self) -> None:
-            require(len(self.dark_counts) >= 1, "dark_subtraction.dark_counts: give a level or a frame")
-            _finite(self.dark_counts, "dark_subtraction.dark_counts")
+            check(len(self.dark_counts) >= 1, "dark_counts", "give a level or a frame (at least one number), got []")
 
     def __init__(self, inner: BlackBox, dark_counts: list[float]) -> None:
         super().__init__(inner)
@@ -68,10 +68,7 @@ class FrameAverage(BlackBoxWrapper):
 
     @dataclass
     class Config:
-        frames: int = 1
-
-        def __post_init__(self) -> None:
-            require(1 <= self.frames <= 1024, f"frame_average.frames must be in 1..1024, got {self.frames}")
+        frames: Annotated[int, Range(ge=1, le=1024)] = 1
 
     def __init__(self, inner: BlackBox, frames: int) -> None:
         super().__init__(inner)
@@ -95,18 +92,23 @@ class SLMLookupTable(BlackBoxWrapper):
 
     @dataclass
     class Config:
-        drive_rad: list[float] = field(default_factory=lambda: [0.0, 2 * math.pi])
-        phase_rad: list[float] = field(default_factory=lambda: [0.0, 2 * math.pi])
+        drive_rad: list[Float32] = field(default_factory=lambda: [0.0, 2 * math.pi])
+        phase_rad: list[Float32] = field(default_factory=lambda: [0.0, 2 * math.pi])
 
         def __post_init__(self) -> None:
-            require(len(self.drive_rad) == len(self.phase_rad) >= 2,
-                    "slm_lut.drive_rad and slm_lut.phase_rad must be tables of the same length (>= 2)")
-            _finite(self.drive_rad, "slm_lut.drive_rad")
-            _finite(self.phase_rad, "slm_lut.phase_rad")
-            require(all(b > a for a, b in zip(self.drive_rad, self.drive_rad[1:], strict=False)),
-                    "slm_lut.drive_rad must be increasing")
-            require(all(b >= a for a, b in zip(self.phase_rad, self.phase_rad[1:], strict=False))
-                    and self.phase_rad[-1] > self.phase_rad[0], "slm_lut.phase_rad must be non-decreasing")
+            drive, phase = self.drive_rad, self.phase_rad
+            check(len(drive) >= 2, "drive_rad", f"give a table of at least 2 drives, got {len(drive)}")
+            check(len(phase) == len(drive), "phase_rad", f"must give one phase per drive ({len(drive)}), got "
+                                                         f"{len(phase)}")
+            for i in range(1, len(drive)):
+                check(drive[i] > drive[i - 1], f"drive_rad[{i}]",
+                      f"the drives must increase: must be > drive_rad[{i - 1}] ({drive[i - 1]:g}), got {drive[i]:g}")
+                check(phase[i] >= phase[i - 1], f"phase_rad[{i}]",
+                      f"the phases must not fall: must be >= phase_rad[{i - 1}] ({phase[i - 1]:g}), got {phase[i]:g}")
+            check(phase[-1] > phase[0], "phase_rad", f"the phase must rise over the table: the last ({phase[-1]:g}) "
+                                                     f"must be > the first ({phase[0]:g})")
+            check(phase[-1] - phase[0] <= F32_MAX, "phase_rad", f"the phase's rise {phase[-1] - phase[0]:.4g} "
+                                                                f"overflows float32; give phases in radians")
 
     def __init__(self, inner: BlackBox, drive_rad: list[float], phase_rad: list[float]) -> None:
         super().__init__(inner)

@@ -14,12 +14,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from hil.blackbox import BlackBox
 from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
-from hil.config import require
+from hil.config import Range
 from hil.registry import BLACKBOXES, CALIBRATIONS
 
 
@@ -31,18 +32,11 @@ class NoiseCalibration(Calibration):
 
     @dataclass
     class Config:
-        patterns: int = 3
-        repeats: int = 32
-        target_snr: float = 50.0
-        lit_fraction: float = 0.1  # outputs above this fraction of the brightest count as lit
-        max_frames: int = 64
-
-        def __post_init__(self) -> None:
-            require(self.patterns >= 1, f"patterns must be >= 1, got {self.patterns}")
-            require(self.repeats >= 4, f"repeats must be >= 4, got {self.repeats}")
-            require(self.target_snr > 0 and math.isfinite(self.target_snr), "target_snr must be a positive number")
-            require(0 < self.lit_fraction < 1, "lit_fraction must be in (0, 1)")
-            require(1 <= self.max_frames <= 1024, "max_frames must be in 1..1024")
+        patterns: Annotated[int, Range(ge=1, le=4096)] = 3
+        repeats: Annotated[int, Range(ge=4, le=4096)] = 32
+        target_snr: Annotated[float, Range(gt=0, le=1e6)] = 50.0
+        lit_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.1  # outputs above this fraction of the brightest are lit
+        max_frames: Annotated[int, Range(ge=1, le=1024)] = 64
 
     def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
         if not rig.spec.stochastic:
@@ -71,8 +65,9 @@ class NoiseCalibration(Calibration):
         read = math.sqrt(max(coef[0], 0.0))
         gain = 1.0 / coef[1] if coef[1] > 0 else math.inf
         median_snr = float(np.median(snr[lit]))
-        needed = math.ceil((c.target_snr / median_snr) ** 2)
-        frames = 1 if median_snr >= c.target_snr else int(min(c.max_frames, needed))
+        # frames needed: (target / SNR)^2, capped before squaring (a near-zero SNR must not overflow)
+        ratio = c.target_snr / median_snr if median_snr > 0 else math.inf
+        frames = 1 if ratio <= 1 else int(min(c.max_frames, math.ceil(min(ratio, c.max_frames) ** 2)))
         if _rig_has_option(session.context.rig_section, "frames"):
             corrections = {"set": [{"on": "blackbox", "key": "frames", "value": frames}]}
         else:

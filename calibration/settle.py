@@ -18,13 +18,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
 from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure, find_control
-from hil.config import require
+from hil.config import Range
 from hil.registry import CALIBRATIONS
 
 
@@ -36,26 +37,24 @@ class SettleCalibration(Calibration):
 
     @dataclass
     class Config:
-        max_wait_s: float = 0.2  # the longest wait tried (and the settled reference)
-        waits: int = 16
-        lead_frames: int = 4  # frames of A (at the longest wait) before the step, and of B after it
-        repeats: int = 6
-        step_rad: float = 0.3  # the step between the two patterns, on every pixel
-        tolerance: float = 0.01  # residual of a step left when a frame is grabbed
-        margin: float = 1.2
-
-        def __post_init__(self) -> None:
-            require(0 < self.max_wait_s <= 60, f"max_wait_s must be in (0, 60], got {self.max_wait_s}")
-            require(self.waits >= 4 and self.lead_frames >= 2 and self.repeats >= 1,
-                    "waits must be >= 4, lead_frames >= 2, repeats >= 1")
-            require(0 < self.step_rad < 6, f"step_rad must be in (0, 6), got {self.step_rad}")
-            require(0 < self.tolerance < 0.5, f"tolerance must be in (0, 0.5), got {self.tolerance}")
-            require(self.margin >= 1, f"margin must be >= 1, got {self.margin}")
+        #: the longest wait tried (and the settled reference); at most a rig's longest settle time, 60 s
+        max_wait_s: Annotated[float, Range(gt=0, le=60)] = 0.2
+        waits: Annotated[int, Range(ge=4, le=1024)] = 16
+        #: frames of A (at the longest wait) before the step, and of B after it
+        lead_frames: Annotated[int, Range(ge=2, le=1024)] = 4
+        repeats: Annotated[int, Range(ge=1, le=1024)] = 6
+        step_rad: Annotated[float, Range(gt=0, lt=6)] = 0.3  # the step between the two patterns, on every pixel
+        tolerance: Annotated[float, Range(gt=0, lt=0.5)] = 0.01  # residual of a step left when a frame is grabbed
+        margin: Annotated[float, Range(ge=1)] = 1.2
 
     def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
         if find_control(rig, "set_settle_s") is None:
             return "it needs a rig whose settle time it can set (set_settle_s): an SLM + camera rig, or an " \
                    "slm_settling wrapper on a twin"
+        span = float((rig.spec.upper - rig.spec.lower).min())
+        if span <= 2 * self.config.step_rad:
+            return f"its inputs span {span:.4g}, too little for steps of step_rad = {self.config.step_rad:g} on " \
+                   f"either side: give --option step_rad=... below {span / 2:.4g}"
         return None
 
     def measure(self, session: CalibrationSession) -> CalibrationResult:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
 from hil.blackbox import BlackBox, find_attribute
 from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
-from hil.config import require
+from hil.config import Range
 from hil.errors import CalibrationError
 from hil.registry import CALIBRATIONS
 
@@ -36,13 +37,9 @@ class SLMPhaseCalibration(Calibration):
 
     @dataclass
     class Config:
-        levels: int = 32
-        repeats: int = 2
-        table: int = 256  # entries of the lookup table
-
-        def __post_init__(self) -> None:
-            require(8 <= self.levels <= 1024, f"levels must be in 8..1024, got {self.levels}")
-            require(self.repeats >= 1 and self.table >= 8, "repeats must be >= 1 and table >= 8")
+        levels: Annotated[int, Range(ge=8, le=1024)] = 32
+        repeats: Annotated[int, Range(ge=1, le=1024)] = 2
+        table: Annotated[int, Range(ge=8, le=65536)] = 256  # entries of the lookup table
 
     def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
         if context.rig_section.get("type") == "slm_camera_rig":

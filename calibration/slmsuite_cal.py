@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from hil.blackbox import BlackBox
 from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
-from hil.config import require
+from hil.config import Range
 from hil.errors import CalibrationError
 from hil.registry import CALIBRATIONS
 
@@ -94,12 +94,9 @@ class SlmsuiteFourier(_SlmsuiteCalibration):
 
     @dataclass
     class Config:
-        array_shape: int = 6  # spots per side of the calibration array (slmsuite's default 10 does not fit 64 px)
-        array_pitch: int = 8  # pixels between spots
-
-        def __post_init__(self) -> None:
-            require(2 <= self.array_shape <= 32 and 2 <= self.array_pitch <= 64,
-                    "array_shape must be in 2..32 and array_pitch in 2..64")
+        #: spots per side of the calibration array (slmsuite's default 10 does not fit 64 px)
+        array_shape: Annotated[int, Range(ge=2, le=32)] = 6
+        array_pitch: Annotated[int, Range(ge=2, le=64)] = 8  # pixels between spots
 
     def measure(self, session: CalibrationSession) -> CalibrationResult:
         fs, _ = _fourier_slm(session)
@@ -126,17 +123,15 @@ class SlmsuitePixel(_SlmsuiteCalibration):
 
     @dataclass
     class Config:
-        levels: int = 32
+        levels: Annotated[int, Range(ge=4, le=256)] = 32
         quick: bool = False  # one direction and period: ~4x fewer frames, a little less accurate
-
-        def __post_init__(self) -> None:
-            require(4 <= self.levels <= 256, f"levels must be in 4..256, got {self.levels}")
 
     def measure(self, session: CalibrationSession) -> CalibrationResult:
         fs, rig = _fourier_slm(session)
         c = self.config
         bits = int(rig.slm.bitresolution)
-        levels = np.unique(np.r_[np.arange(0, bits, bits // c.levels), bits - 1])  # the top level: no extrapolation
+        # every (bits // levels)-th level, and the top one (no extrapolation); an SLM with fewer levels: all of them
+        levels = np.unique(np.r_[np.arange(0, bits, max(1, bits // c.levels)), bits - 1])
         kwargs: dict[str, Any] = {"directions": "x", "periods": 1} if c.quick else {}
         affine = rig.config.fourier_affine
         if affine is not None:

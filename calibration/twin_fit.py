@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import yaml
 
 from hil.blackbox import BlackBox, find_attribute
 from hil.calib.base import Calibration, CalibrationContext, CalibrationResult, CalibrationSession, figure
-from hil.config import require
+from hil.config import Range
 from hil.errors import CalibrationError, RegistryError
 from hil.registry import CALIBRATIONS, TWIN_MODELS
 from hil.sections import parse_blackbox
@@ -42,19 +42,13 @@ class TwinFit(Calibration):
 
     @dataclass
     class Config:
-        patterns: int = 128
-        levels: int = 16
-        noise_patterns: int = 4
-        repeats: int = 8
-        iterations: int = 60  # L-BFGS iterations
+        patterns: Annotated[int, Range(ge=16, le=65536)] = 128
+        levels: Annotated[int, Range(ge=4, le=1024)] = 16
+        noise_patterns: Annotated[int, Range(ge=1, le=4096)] = 4
+        repeats: Annotated[int, Range(ge=2, le=1024)] = 8
+        iterations: Annotated[int, Range(ge=1, le=10000)] = 60  # L-BFGS iterations
         fit: list[str] = field(default_factory=list)  # parameters to fit; empty: all the model has
         log: str | None = None  # an earlier query log of this rig whose rows join the fit
-
-        def __post_init__(self) -> None:
-            require(self.patterns >= 16, f"patterns must be >= 16, got {self.patterns}")
-            require(self.levels >= 4 and self.noise_patterns >= 1 and self.repeats >= 2,
-                    "levels must be >= 4, noise_patterns >= 1 and repeats >= 2")
-            require(1 <= self.iterations <= 10000, f"iterations must be in 1..10000, got {self.iterations}")
 
     def missing(self, rig: BlackBox, context: CalibrationContext) -> str | None:
         if context.model_section is None:

@@ -29,14 +29,20 @@ has been answered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
-from hil.drivers.rig import Retryable, RigOptions, RowRig
+from hil.drivers.rig import Float32, Retryable, RigOptions, RowRig, check_bounds
 
 from hil.blackbox import BlackBoxSpec
-from hil.config import require
+from hil.config import Range, check
 from hil.errors import DeviceError
 from hil.registry import BLACKBOXES
+
+#: the fastest serial line (baud): USB-serial bridges top out at 12 Mbaud
+MAX_BAUDRATE = 20_000_000
+#: the most DAC or ADC channels one board may declare
+MAX_CHANNELS = 4096
 
 
 @BLACKBOXES.register("serial_board")
@@ -46,20 +52,17 @@ class SerialBoard(RowRig):
     @dataclass
     class Config(RigOptions):
         port: str = ""
-        baudrate: int = 115200
-        n_dac: int = 4
-        n_adc: int = 3
-        dac_min_v: float = 0.0
-        dac_max_v: float = 3.3
-        timeout_s: float = 0.2
+        baudrate: Annotated[int, Range(ge=1, le=MAX_BAUDRATE)] = 115200
+        n_dac: Annotated[int, Range(ge=1, le=MAX_CHANNELS)] = 4
+        n_adc: Annotated[int, Range(ge=1, le=MAX_CHANNELS)] = 3
+        dac_min_v: Float32 = 0.0
+        dac_max_v: Float32 = 3.3
+        timeout_s: Annotated[float, Range(gt=0, le=3600)] = 0.2
 
         def __post_init__(self) -> None:
             super().__post_init__()
-            require(bool(self.port), "blackbox.port: give the serial port, e.g. /dev/ttyACM0 or /dev/serial/by-id/...")
-            require(self.n_dac >= 1 and self.n_adc >= 1, "blackbox.n_dac and n_adc must be >= 1")
-            require(self.dac_min_v < self.dac_max_v,
-                    f"blackbox.dac_min_v ({self.dac_min_v}) must be below dac_max_v ({self.dac_max_v})")
-            require(self.timeout_s > 0, f"blackbox.timeout_s must be > 0, got {self.timeout_s}")
+            check(bool(self.port), "port", "give the serial port, e.g. /dev/ttyACM0 or /dev/serial/by-id/...")
+            check_bounds(self.dac_min_v, self.dac_max_v, "dac_min_v", "dac_max_v")
 
     def __init__(self, config: Config) -> None:
         c = self.config = config

@@ -23,18 +23,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import Annotated
 
 import torch
-from hil.drivers.rig import Retryable, RigOptions, RowRig
+from hil.drivers.rig import Float32, Retryable, RigOptions, RowRig, check_bounds
 
 from hil.blackbox import BlackBoxSpec
-from hil.config import require
+from hil.config import Range, check
 from hil.errors import DeviceError
 from hil.registry import BLACKBOXES
 
 
 def shipped_sim_yaml() -> str:
     return str(resources.files("hil.drivers") / "visa_sim" / "hil_rig.yaml")
+
+
+#: the most input or output channels one rig may declare
+MAX_CHANNELS = 4096
+
+
+def _template(template: str, key: str, **fields: object) -> str:
+    """``template.format(**fields)``, or a :class:`~hil.config.FieldError` naming ``key`` and what is wrong."""
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    allowed = ", ".join("{" + f + "}" for f in fields)
+    check(False, key, f"cannot fill {template!r} with {allowed} ({error}); use only {allowed}, and double a "
+                      f"literal brace ({{{{ or }}}})")
+    return template
 
 
 @BLACKBOXES.register("visa_rig")
@@ -45,25 +62,35 @@ class VisaRig(RowRig):
     class Config(RigOptions):
         resource: str = ""
         visa_library: str = "@py"
-        n_inputs: int = 4
-        n_outputs: int = 3
-        v_min: float = 0.0
-        v_max: float = 3.3
+        n_inputs: Annotated[int, Range(ge=1, le=MAX_CHANNELS)] = 4
+        n_outputs: Annotated[int, Range(ge=1, le=MAX_CHANNELS)] = 3
+        v_min: Float32 = 0.0
+        v_max: Float32 = 3.3
         set_command: str = "SOUR:VOLT:LIST {values}"
         measure_query: str = "MEAS:VOLT:LIST?"
         check_errors: bool = False
         identify_prefix: str = ""
-        timeout_s: float = 1.0
+        #: VISA timeouts are whole milliseconds: at least 1 ms (0 ms would be "time out at once")
+        timeout_s: Annotated[float, Range(ge=1e-3, le=3600)] = 1.0
 
         def __post_init__(self) -> None:
             super().__post_init__()
-            require(bool(self.resource), "blackbox.resource: give the VISA resource, e.g. "
-                                         "TCPIP::192.0.2.10::5025::SOCKET or USB0::...::INSTR")
-            require(self.n_inputs >= 1 and self.n_outputs >= 1, "blackbox.n_inputs and n_outputs must be >= 1")
-            require(self.v_min < self.v_max, f"blackbox.v_min ({self.v_min}) must be below v_max ({self.v_max})")
-            require("{values}" in self.set_command or "{channel}" in self.set_command,
-                    "blackbox.set_command must contain {values} or {channel} (and {value})")
-            require(self.timeout_s > 0, f"blackbox.timeout_s must be > 0, got {self.timeout_s}")
+            check(bool(self.resource), "resource", "give the VISA resource, e.g. TCPIP::192.0.2.10::5025::SOCKET or "
+                                                   "USB0::...::INSTR")
+            check_bounds(self.v_min, self.v_max, "v_min", "v_max")
+            check("{values}" in self.set_command or "{channel}" in self.set_command, "set_command",
+                  f"must contain {{values}} or {{channel}} (and {{value}}), got {self.set_command!r}")
+            # the templates are filled as _row fills them: a stray {name}, {} or unbalanced brace fails here, not
+            # on the first row
+            if "{values}" in self.set_command:
+                _template(self.set_command, "set_command", values="0.000000,1.000000")
+            else:
+                one = _template(self.set_command, "set_command", channel=1, value="0.000000")
+                two = _template(self.set_command, "set_command", channel=1, value="1.000000")
+                check(one != two, "set_command", f"sends the value nowhere: with {{channel}}, give {{value}} too, "
+                                                 f"got {self.set_command!r}")
+            if "{channel}" in self.measure_query:
+                _template(self.measure_query, "measure_query", channel=1)
 
     def __init__(self, config: Config) -> None:
         c = self.config = config

@@ -188,7 +188,11 @@ class BlackBox:
             raise InputError(f"{name}: query expects shape (batch, {d}), got {tuple(x.shape)}{hint}")
         if x.shape[0] == 0:
             raise InputError(f"{name}: query got an empty batch")
-        x = x.detach().to(device="cpu", dtype=torch.float32).contiguous()
+        # checked in the caller's precision, so a float64 beyond float32's range is reported (or clipped) as the
+        # value it is, not as the inf a cast would make of it
+        x = x.detach().to(device="cpu")
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.to(torch.float32)
         finite = torch.isfinite(x)
         if not bool(finite.all()):
             bad = (~finite).nonzero()[0].tolist()
@@ -198,13 +202,14 @@ class BlackBox:
                 f"{name}: query input has {n_nan} NaN and {n_inf} inf entries "
                 f"(first at row {bad[0]}, column {bad[1]}); nothing was sent"
             )
-        below = x < self.spec.lower
-        above = x > self.spec.upper
+        lower, upper = self.spec.lower.to(x.dtype), self.spec.upper.to(x.dtype)
+        below = x < lower
+        above = x > upper
         out = below | above
         if bool(out.any()):
             if self.spec.out_of_bounds == "clip":
                 self.stats.clipped_rows += int(out.any(dim=1).sum())
-                x = torch.maximum(torch.minimum(x, self.spec.upper), self.spec.lower)
+                x = torch.maximum(torch.minimum(x, upper), lower)
             else:
                 r, c = out.nonzero()[0].tolist()
                 raise InputError(
@@ -213,6 +218,9 @@ class BlackBox:
                     f"({int(out.sum())} entries out of bounds); nothing was sent. Clip the input or "
                     f"declare out_of_bounds: clip"
                 )
+        x = x.to(torch.float32).contiguous()
+        # a value inside float32's range near a bound can round across it: the device never sees that
+        x = torch.maximum(torch.minimum(x, self.spec.upper), self.spec.lower)
         return x
 
     def query(
@@ -228,11 +236,10 @@ class BlackBox:
         ``purpose`` (one of :data:`PURPOSES`), ``iteration`` and ``start`` (the
         starting-point index of each row, ``batch`` ints) go to the query log.
         """
-        if purpose not in PURPOSES:
-            raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
         if not self._connected:
             raise NotConnectedError(f"{self.spec.name}: call connect() (or use 'with') before query()")
         x = self.validate(x)
+        start = self.validate_metadata(x.shape[0], purpose, iteration, start)
         t_start = time.time()
         try:
             y = self._query(x)
@@ -240,9 +247,38 @@ class BlackBox:
             answered = torch.as_tensor(exc.answered)
             if answered.shape[0] > 0:
                 self._record(x[: answered.shape[0]], answered, t_start, time.time(), purpose, iteration,
-                             None if start is None else np.asarray(start).reshape(-1)[: answered.shape[0]])
+                             None if start is None else start[: answered.shape[0]])
             raise
         return self._record(x, y, t_start, time.time(), purpose, iteration, start)
+
+    def validate_metadata(self, batch: int, purpose: Any, iteration: Any, start: Any) -> np.ndarray | None:
+        """Check what goes to the log beside a batch of ``batch`` rows, *before* the device sees the batch:
+        ``purpose`` one of :data:`PURPOSES`, ``iteration`` an integer >= -1, ``start`` ``None`` or ``batch``
+        integers >= -1. Returns ``start`` as an int32 array (or ``None``); raises :class:`InputError`."""
+        name = self.spec.name
+        if purpose not in PURPOSES:
+            raise InputError(f"{name}: purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}; nothing was "
+                             f"sent")
+        if isinstance(iteration, bool) or not isinstance(iteration, (int, np.integer)) or iteration < -1:
+            raise InputError(f"{name}: iteration must be an integer >= -1 (-1: none), got {iteration!r}; nothing "
+                             f"was sent")
+        if start is None:
+            return None
+        if isinstance(start, torch.Tensor):
+            start = start.detach().cpu().numpy()
+        arr = np.asarray(start)
+        if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(np.isfinite(arr))
+                                              and np.all(arr == np.round(arr))):
+            raise InputError(f"{name}: start must hold one integer per row (the starting point of each), got "
+                             f"{start!r}; nothing was sent")
+        arr = arr.reshape(-1)
+        if arr.size != batch:
+            raise InputError(f"{name}: start must give one starting point per row: {batch} rows, got {arr.size} "
+                             f"entries; nothing was sent")
+        if arr.size and (int(arr.min()) < -1 or int(arr.max()) > np.iinfo(np.int32).max):
+            raise InputError(f"{name}: start entries must be integers >= -1 (-1: none), got {arr.tolist()}; "
+                             f"nothing was sent")
+        return arr.astype(np.int32)
 
     def _record(self, x: torch.Tensor, y: Any, t_start: float, t_end: float, purpose: str, iteration: int,
                 start: Any) -> torch.Tensor:

@@ -1,23 +1,49 @@
-"""The ``hil`` command line: run, validate, pnn, calibrate, log info, bench, sweep."""
+"""The ``hil`` command line: run, validate, pnn, calibrate, log info|watch, bench, sweep."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from hil.errors import HilError
 
 
+@contextlib.contextmanager
+def _dry_run_data(args: argparse.Namespace, path: str) -> Iterator[dict | None]:
+    """With ``--dry-run``: the config at ``path`` with its rigs on their simulated counterparts (started here,
+    stopped on the way out); else ``None``."""
+    if not getattr(args, "dry_run", False):
+        yield None
+        return
+    from hil.config import load_yaml
+    from hil.dryrun import dry_run
+
+    with dry_run(load_yaml(path), say=lambda s: print(s, file=sys.stderr)) as data:
+        yield data
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hil.run import load_run_config
+
+    config = load_run_config(args.config)  # the file as written first: its errors name the user's keys
+    with _dry_run_data(args, args.config) as data:
+        if data is not None:
+            config = load_run_config(data, base=Path(args.config).parent)
+        return _run(args, config)
+
+
+def _run(args: argparse.Namespace, config) -> int:
     from tqdm import tqdm
 
-    from hil.run import execute, load_run_config
+    from hil.run import execute
 
-    config = load_run_config(args.config)
     loop = config.optimizer.loop
     by_queries = loop.max_queries is not None  # a query budget: the bar counts queries, else iterations
     bar = tqdm(total=loop.max_queries if by_queries else loop.iterations, desc=config.name,
@@ -29,7 +55,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        result = execute(config, log_path=args.log, resume=args.resume, progress=progress)
+        result = execute(config, log_path=args.log, resume=args.resume, progress=progress,
+                         say=lambda s: bar.write(s, file=sys.stderr))
     finally:
         bar.close()
     tr = result.trace
@@ -40,7 +67,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
               f"{np.nanmean(best[-1]):.5g}, min {np.nanmin(best[-1]):.5g}, max {np.nanmax(best[-1]):.5g} "
               f"over {best.shape[1]} starting point(s) after {tr.iterations} iterations")
     elif tr.iterations:
-        print(f"best:    none: no valid measurement in {tr.iterations} iterations")
+        print(f"best:    none: the objective was NaN or infinite for every measurement in {tr.iterations} "
+              f"iterations")
     else:
         print("best:    none: no iteration ran")
     duty = f" = duty cycle {100 * result.busy_s / result.wall_s:.1f} %" if result.wall_s > 0 else ""
@@ -49,6 +77,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"log:     {result.log_path}")
     if result.report_path:
         print(f"report:  {result.report_path}")
+    if tr.iterations and not np.isfinite(best[-1]).any():
+        print(f"hil: error: the objective was never finite: check what the BlackBox answers (hil log info "
+              f"{result.log_path}) and the objective's settings", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -60,11 +92,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if is_pnn_config(data):
         from hil.pnn import load_pnn_config
 
-        pnn = load_pnn_config(data)
+        pnn = load_pnn_config(args.config)
         print(f"{args.config}: valid (physical-neural-network experiment {pnn.name}: {', '.join(pnn.modes)}; "
               f"run it with hil pnn)")
         return 0
-    config = load_run_config(data)
+    config = load_run_config(args.config)
+    # the pieces that depend on each other (the objective on the box's output shape) are built, not run: a
+    # BlackBox does no I/O before connect(), so this checks what a run would find before its first query
+    box = config.blackbox.build()
+    config.objective.build(output_shape=box.spec.output_shape)
     parts = [config.blackbox.type, f"optimizer {config.optimizer.type}"]
     if config.estimator is not None:
         parts.append(f"estimator {config.estimator.type}")
@@ -72,13 +108,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_log_watch(args: argparse.Namespace) -> int:
+    from hil.watch import watch
+
+    watch(args.log, out=args.out, interval_s=args.interval, idle_s=args.idle, once=args.once)
+    return 0
+
+
 def _cmd_pnn(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hil.pnn import load_pnn_config
+
+    config = load_pnn_config(args.config)
+    with _dry_run_data(args, args.config) as data:
+        if data is not None:
+            config = load_pnn_config(data, base=Path(args.config).parent)
+        return _pnn(args, config)
+
+
+def _pnn(args: argparse.Namespace, config) -> int:
     import json
     from pathlib import Path
 
-    from hil.pnn import format_pnn_summary, load_pnn_config, run_pnn_experiment
+    from hil.pnn import format_pnn_summary, run_pnn_experiment
 
-    config = load_pnn_config(args.config)
     if args.seeds is not None:
         config.training.seeds = list(range(args.seeds))
     if args.epochs is not None:
@@ -138,7 +192,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from hil.calib.runner import applicable, describe_record, load_rig_config, run_all, run_calibration
+    from hil.calib.runner import describe_record, load_rig_config
     from hil.errors import ConfigError
     from hil.registry import CALIBRATIONS
 
@@ -153,6 +207,23 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.rig:
         raise ConfigError(f"hil calibrate {args.name}: give the rig with --rig CONFIG (a run or PNN config)")
     rig = load_rig_config(args.rig, extra_records=args.with_records, model=args.model)
+    if not args.dry_run:
+        return _calibrate(args, rig)
+    import dataclasses
+
+    from hil.dryrun import dry_run
+
+    # the rig on its simulated counterpart; its records are made for that section (so a bench refuses them) and
+    # go to calibrations/<name>-dry-run/ unless --out says otherwise
+    with dry_run({rig.where: rig.section}, say=lambda s: print(s, file=sys.stderr)) as data:
+        return _calibrate(args, dataclasses.replace(rig, section=data[rig.where], name=f"{rig.name}-dry-run"))
+
+
+def _calibrate(args: argparse.Namespace, rig) -> int:
+    from hil.calib.runner import applicable, run_all, run_calibration
+    from hil.errors import ConfigError
+    from hil.registry import CALIBRATIONS
+
     if args.name == "list":
         for name, lack in applicable(rig):
             print(f"{name:<14} {CALIBRATIONS.get(name).summary}" + (f"  [cannot run: {lack}]" if lack else ""))
@@ -168,17 +239,20 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hil", description="Hardware-in-the-loop training of physical systems.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a config: optimise with every query logged, write log + PNG report")
     p.add_argument("config", help="YAML config, e.g. configs/cnon_twin.yaml")
     p.add_argument("--log", help="log path (default: <log.dir>/<run id>.h5)")
     p.add_argument("--resume", metavar="LOG", help="continue a killed run from its log")
+    p.add_argument("--dry-run", action="store_true", help="run the same config with every rig on its simulated "
+                   "counterpart (fake firmware, loopback SCPI server, slmsuite's simulated SLM and camera), "
+                   "started and stopped by hil")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("validate", help="check a config without running anything")
-    p.add_argument("config")
+    p = sub.add_parser("validate", help="check a config (run or PNN) without running anything")
+    p.add_argument("config", help="YAML config, e.g. configs/owms_twin.yaml")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("pnn", help="train a physical neural network three ways and test each on the bench")
@@ -187,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help="log path (default: <log.dir>/<name>-<time>.h5)")
     p.add_argument("--seeds", type=int, help="override: use seeds 0..N-1")
     p.add_argument("--epochs", type=int, help="override: training epochs")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="the bench on its simulated counterpart (see hil run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_pnn)
 
     p = sub.add_parser("calibrate", help="calibrate a rig: write a record (JSON), a PNG and the queries' log")
@@ -199,14 +274,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply this record to the rig first (besides the config's calibrations:)")
     p.add_argument("--model", metavar="TWIN.yaml", help="the model twin to fit (default: the config's model twin)")
     p.add_argument("--record", metavar="RECORD", help="hil calibrate show: the record to describe")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration's random choices (default 0)")
+    p.add_argument("--dry-run", action="store_true", help="calibrate the rig's simulated counterpart (see hil run "
+                   "--dry-run); records go to calibrations/<name>-dry-run/")
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("log", help="inspect query logs")
-    log_sub = p.add_subparsers(dest="log_command", required=True)
-    q = log_sub.add_parser("info", help="summarise a log")
-    q.add_argument("log")
+    log_sub = p.add_subparsers(dest="log_command", metavar="info|watch")
+    p.set_defaults(func=lambda args, p=p: _help(p))
+    q = log_sub.add_parser("info", help="summarise a log (also one that a run is still writing)")
+    q.add_argument("log", help="an HDF5 query log (runs/<run id>.h5)")
     q.set_defaults(func=_cmd_log_info)
+    q = log_sub.add_parser("watch", help="follow a log that a run is writing and redraw its PNG report "
+                                         "(objective of every query and the best so far) until the run ends")
+    q.add_argument("log", help="an HDF5 query log, e.g. the one a running `hil run` prints")
+    q.add_argument("--out", metavar="PNG", help="where the picture goes (default: LOG.watch.png)")
+    q.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between looks (default 2)")
+    q.add_argument("--idle", type=float, metavar="S", help="stop after S seconds without new queries "
+                                                          "(default: wait for the run to finish)")
+    q.add_argument("--once", action="store_true", help="draw once and exit")
+    q.set_defaults(func=_cmd_log_watch)
 
     p = sub.add_parser("bench", help="benchmarks: every method at equal device queries on a task, the log's "
                                       "append throughput, a transport's round trip")
@@ -225,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each finished run in DIR and reuse the runs already there with the same config, so "
                         "an interrupted benchmark resumes (default with --json: JSON's name + .runs/)")
     _executor_flags(p)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("sweep", help="tasks x methods x seed sets x config variants from a grid file, in one pool")
     p.add_argument("grid", help="grid YAML (tasks, methods, seeds, variants; see hil/bench/sweep.py)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: sweeps/<grid name>/); rerun to resume")
     _executor_flags(p)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
     return parser
 
@@ -253,8 +340,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _help(parser: argparse.ArgumentParser) -> int:
+    """A command given without its sub-command: print the help (what can follow) and fail."""
+    parser.print_help(sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):  # plain `hil`: what it can do
+        parser.print_help()
+        return 0
     try:
         return int(args.func(args) or 0)
     except HilError as exc:

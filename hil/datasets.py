@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
-from hil.config import parse, require
+from hil.config import Range, check, parse
 from hil.errors import ConfigError
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -33,11 +33,12 @@ class FileDataset:
     path: str
     images_key: str = "images"
     labels_key: str = "labels"
-    limit: int | None = None
+    limit: Annotated[int, Range(ge=2)] | None = None  # at least 2 samples to split into training and test
 
     def __post_init__(self) -> None:
-        require(bool(self.path), "dataset.path: give the .npz or HDF5 file")
-        require(self.limit is None or self.limit >= 2, f"dataset.limit must be >= 2, got {self.limit}")
+        check(bool(self.path), "path", "give the .npz or HDF5 file")
+        check(bool(self.images_key), "images_key", "give the name of the images array")
+        check(bool(self.labels_key), "labels_key", "give the name of the labels array")
 
 
 def parse_dataset(data: Any) -> str | FileDataset:

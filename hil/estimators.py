@@ -22,16 +22,29 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
 from hil.blackbox import BlackBox, Differentiable
-from hil.config import require
-from hil.errors import EstimatorError
+from hil.config import FieldError, Range
+from hil.errors import ConfigError, EstimatorError
 from hil.registry import ESTIMATORS
 from hil.sections import load_blackbox_file, parse_blackbox
-from hil.surrogate import Surrogate, SurrogateConfig
+from hil.surrogate import Count, Seed, Surrogate, SurrogateConfig
+
+#: a probe's step, a fraction of each input's range (central differences stay inside the bounds)
+ProbeStep = Annotated[float, Range(gt=0, lt=0.5)]
+
+
+def _nested_section_error(key: str, exc: ConfigError) -> FieldError:
+    """An error from a section nested in a config (``model:``, validated with ``where=key``) as one naming that
+    field, so that parse puts the outer section's path in front: ``estimator.model.wrappers[1].gamma: ...``."""
+    message = str(exc)
+    if message.startswith((f"{key}.", f"{key}:")):
+        path, _, detail = message.partition(": ")
+        return FieldError(path, detail)
+    return FieldError(key, message)
 
 
 class GradientEstimator:
@@ -186,10 +199,13 @@ class ExactEstimator(GradientEstimator):
         model: dict | str | None = None  # a blackbox section, or a twin config file (e.g. twin_fit.yaml)
 
         def __post_init__(self) -> None:
-            if isinstance(self.model, str):
-                self.model = load_blackbox_file(self.model)
-            if self.model is not None:
-                parse_blackbox(self.model, "estimator.model")  # fail on load, naming the key
+            try:
+                if isinstance(self.model, str):
+                    self.model = load_blackbox_file(self.model)
+                if self.model is not None:
+                    parse_blackbox(self.model, "model")  # fail on load, naming the key
+            except ConfigError as exc:
+                raise _nested_section_error("model", exc) from None
 
     def __init__(self, model: BlackBox | None = None) -> None:
         super().__init__()
@@ -199,7 +215,7 @@ class ExactEstimator(GradientEstimator):
     def from_config(cls, config: Config) -> ExactEstimator:
         if config.model is None:
             return cls()
-        return cls(parse_blackbox(config.model, "estimator.model").build())
+        return cls(parse_blackbox(config.model, "model").build())  # validated when the config was parsed
 
     def bind(self, blackbox: BlackBox) -> ExactEstimator:
         model = self.model if self.model is not None else blackbox
@@ -212,7 +228,8 @@ class ExactEstimator(GradientEstimator):
         if model is not blackbox and (model.spec.input_dim != blackbox.spec.input_dim
                                       or model.spec.output_shape != blackbox.spec.output_shape):
             raise EstimatorError(
-                f"estimator.model {model.spec.name} maps {model.spec.input_dim} -> {model.spec.output_shape} but "
+                f"the exact estimator's model {model.spec.name} maps {model.spec.input_dim} -> "
+                f"{model.spec.output_shape} but "
                 f"the blackbox {blackbox.spec.name} maps {blackbox.spec.input_dim} -> {blackbox.spec.output_shape}"
             )
         self.differentiable = model
@@ -241,12 +258,8 @@ class FiniteDifferenceEstimator(GradientEstimator):
 
     @dataclass
     class Config:
-        step: float = 1e-3
-        repeats: int = 1
-
-        def __post_init__(self) -> None:
-            require(0 < self.step < 0.5, f"estimator.step must be in (0, 0.5), got {self.step}")
-            require(self.repeats >= 1, f"estimator.repeats must be >= 1, got {self.repeats}")
+        step: ProbeStep = 1e-3
+        repeats: Count = 1
 
     def __init__(self, step: float = 1e-3, repeats: int = 1) -> None:
         self.step = step
@@ -283,13 +296,9 @@ class SPSAEstimator(GradientEstimator):
 
     @dataclass
     class Config:
-        step: float = 0.01
-        n_directions: int = 1
-        seed: int = 0
-
-        def __post_init__(self) -> None:
-            require(0 < self.step < 0.5, f"estimator.step must be in (0, 0.5), got {self.step}")
-            require(self.n_directions >= 1, "estimator.n_directions must be >= 1")
+        step: ProbeStep = 0.01
+        n_directions: Count = 1
+        seed: Seed = 0
 
     def __init__(self, step: float = 0.01, n_directions: int = 1, seed: int = 0) -> None:
         self.step = step

@@ -22,52 +22,45 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import require
+from hil.config import PositiveFloat, PositiveInt, Range, check
 from hil.device import resolve_device
-from hil.errors import ConfigError, EstimatorError
+from hil.errors import EstimatorError
 from hil.estimators import GradientEstimator
 from hil.generative import GenerativeSurrogate
 from hil.registry import ESTIMATORS, GENERATIVE_MODELS
 from hil.sampling import latin_hypercube
+from hil.surrogate import INT64_MAX, Count, Seed, check_device
 
 
 @dataclass
 class LGSOConfig:
-    samples: int = 0              # points per step in the box (0: the input dimension)
-    epsilon: float = 0.02         # the box's half-width, a fraction of each input's range
-    repeats: int = 1              # draws per point
-    epochs: int = 20              # passes over the box's data per step (warm-started model)
-    gradient_samples: int = 512   # generated answers for the expected objective's gradient
+    samples: Annotated[int, Range(ge=0, le=INT64_MAX)] = 0  # points per step in the box (0: the input dimension)
+    epsilon: Annotated[float, Range(gt=0, le=0.5)] = 0.02  # the box's half-width, a fraction of each input's range
+    repeats: Count = 1            # draws per point
+    epochs: PositiveInt = 20      # passes over the box's data per step (warm-started model)
+    gradient_samples: Count = 512  # generated answers for the expected objective's gradient
     model: str = "mdn"            # hil.generative.GENERATIVE_MODELS
-    components: int = 5
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    lr: float = 1e-3
-    batch_size: int = 256
+    components: Count = 5
+    hidden: list[Count] = field(default_factory=lambda: [64, 64])
+    lr: PositiveFloat = 1e-3
+    batch_size: Count = 256
     history: bool = True          # reuse every earlier measurement that falls in the box
     warm_start: bool = False      # true: continue from the start's last model (the paper trains a new one each step)
     device: str = "auto"
-    seed: int = 0
+    seed: Seed = 0                # the model of start s is seeded seed + s
 
     def __post_init__(self) -> None:
-        require(self.samples >= 0, f"estimator.samples must be >= 0 (0: the input dimension), got {self.samples}")
-        require(math.isfinite(self.epsilon) and 0 < self.epsilon <= 0.5,
-                f"estimator.epsilon must be in (0, 0.5] (a fraction of each input's range), got {self.epsilon}")
-        require(self.repeats >= 1, f"estimator.repeats must be >= 1, got {self.repeats}")
-        require(self.epochs >= 1, f"estimator.epochs must be >= 1, got {self.epochs}")
-        require(self.gradient_samples >= 1, f"estimator.gradient_samples must be >= 1, got {self.gradient_samples}")
-        require(self.components >= 1, f"estimator.components must be >= 1, got {self.components}")
-        require(all(h >= 1 for h in self.hidden), "estimator.hidden: every layer width must be >= 1")
-        require(math.isfinite(self.lr) and self.lr > 0, f"estimator.lr must be a finite number > 0, got {self.lr}")
-        require(self.batch_size >= 1, f"estimator.batch_size must be >= 1, got {self.batch_size}")
-        if self.model not in GENERATIVE_MODELS.names():
-            raise ConfigError(f"estimator.model: unknown generative model {self.model!r}; allowed: "
-                              f"{', '.join(GENERATIVE_MODELS.names())}")
-        resolve_device(self.device, "estimator.device")
+        check(self.model in GENERATIVE_MODELS.names(), "model",
+              f"unknown generative model {self.model!r}; allowed: {', '.join(GENERATIVE_MODELS.names())}")
+        check(self.history or self.samples != 1 or self.repeats >= 2, "samples",
+              "with history: false a box holds only its own draws, and a model needs at least 2: give samples * "
+              "repeats >= 2 (or history: true)")
+        check_device(self.device)
 
 
 @ESTIMATORS.register("lgso")
@@ -78,7 +71,7 @@ class LGSOEstimator(GradientEstimator):
 
     def __init__(self, config: LGSOConfig | None = None) -> None:
         self.config = config or LGSOConfig()
-        self.device = resolve_device(self.config.device, "estimator.device")
+        self.device = resolve_device(self.config.device)
         self.models: dict[int, GenerativeSurrogate] = {}
         self.last_nll = math.nan
         self.last_box_points = 0
@@ -93,10 +86,14 @@ class LGSOEstimator(GradientEstimator):
         self.d = spec.input_dim
         self.n_samples = self.config.samples or self.d
         self.probes_per_point = self.n_samples * self.config.repeats
+        if not self.config.history and self.probes_per_point < 2:
+            raise EstimatorError(f"L-GSO with history: false fits each box on its own {self.probes_per_point} "
+                                 f"draw(s) ({spec.name} has {self.d} input(s)); give samples * repeats >= 2")
         self.lower, self.span = spec.lower.to(torch.float32), (spec.upper - spec.lower).to(torch.float32)
         self.d_out = math.prod(spec.output_shape)
         self.x = torch.empty(0, self.d)  # history, in the BlackBox's units
         self.y = torch.empty(0, self.d_out)
+        self._fresh = torch.empty(0, dtype=torch.long)  # the last step's draws: the row of the centre of each
         self._gen = torch.Generator().manual_seed(self.config.seed)
         return self
 
@@ -122,16 +119,22 @@ class LGSOEstimator(GradientEstimator):
         points = points.repeat_interleave(r, dim=1).reshape(-1, self.d)
         starts = None if start is None else start.repeat_interleave(n * r)
         y = self.blackbox.query(points, purpose="local_sample", iteration=iteration, start=starts)
-        self.observe(points, y)
+        owner = torch.arange(centres.shape[0]).repeat_interleave(n * r)  # which centre each draw belongs to
+        keep = torch.isfinite(y.detach().to(torch.float32).reshape(y.shape[0], -1).cpu()).all(dim=1)
+        self.observe(points, y)  # keeps the same (finite) rows, at the end of the history
+        self._fresh = owner[keep]
 
-    def _local_model(self, centre: torch.Tensor, start: int) -> GenerativeSurrogate:
-        """Steps 2-3: the start's model trained on the history inside the centre's box."""
+    def _local_model(self, centre: torch.Tensor, start: int, row: int) -> GenerativeSurrogate:
+        """Steps 2-3: the start's model trained on the history inside the centre's box (``row``: the centre's
+        row in this step's batch)."""
         cfg = self.config
         eps = self._half_width()
         inside = ((self.x - centre).abs() <= eps * (1 + 1e-6)).all(dim=1)
-        if not cfg.history:  # only this step's fresh draws (the newest rows)
+        if not cfg.history:  # only this step's fresh draws around this centre (among the newest rows)
             fresh = torch.zeros_like(inside)
-            fresh[-self.probes_per_point:] = True
+            n_fresh = self._fresh.shape[0]
+            if n_fresh:
+                fresh[-n_fresh:] = self._fresh == row
             inside &= fresh
         if int(inside.sum()) < 2:
             raise EstimatorError(f"L-GSO: fewer than 2 measurements in the box around start {start}")
@@ -153,7 +156,7 @@ class LGSOEstimator(GradientEstimator):
         eps = self._half_width().to(self.device)
         grads = []
         for i, s in enumerate(ids):
-            model = self._local_model(centres[i], int(s))
+            model = self._local_model(centres[i], int(s), i)
             c = torch.zeros(1, self.d, device=self.device, requires_grad=True)
             with torch.enable_grad():
                 (g,) = torch.autograd.grad(value(model, c, i).sum(), c)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -33,14 +33,15 @@ from torch import nn
 from hil.blackbox import BlackBox
 from hil.calib.record import apply_corrections, load_records, parse_calibrations
 from hil.calib.runner import parse_calibrate
-from hil.config import load_yaml, parse, parse_typed, require
+from hil.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, check, load_yaml, parse, parse_typed
 from hil.datasets import load_dataset, parse_dataset
 from hil.errors import ConfigError
 from hil.estimators import ExactEstimator, GradientEstimator, SurrogateEstimator
 from hil.layer import PhysicalLayer
-from hil.querylog import QueryLog
+from hil.querylog import _MAX_RUNS, QueryLog
 from hil.registry import ESTIMATORS
 from hil.sections import load_blackbox_file, parse_blackbox
+from hil.surrogate import INT64_MAX, Seed
 
 Mode = Literal["in_silico", "pat_model_twin", "pat_gradpie"]
 MODES: tuple[str, ...] = ("in_silico", "pat_model_twin", "pat_gradpie")
@@ -124,21 +125,19 @@ def train_classifier(model: HybridClassifier, x: torch.Tensor, labels: torch.Ten
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.02
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    test_fraction: float = 0.3
-    warmup_queries: int = 1000  # pat_gradpie: random bench queries the surrogate starts from
-    warmup_epochs: int = 30
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 0.02
+    seeds: list[Seed] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    test_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.3
+    # pat_gradpie: random bench queries the surrogate starts from (one batch: a torch size)
+    warmup_queries: Annotated[int, Range(ge=0, le=INT64_MAX)] = 1000
+    warmup_epochs: NonNegativeInt = 30
 
     def __post_init__(self) -> None:
-        require(self.epochs >= 1, f"training.epochs must be >= 1, got {self.epochs}")
-        require(self.batch_size >= 1, f"training.batch_size must be >= 1, got {self.batch_size}")
-        require(self.lr > 0, f"training.lr must be > 0, got {self.lr}")
-        require(len(self.seeds) >= 1, "training.seeds: give at least one seed")
-        require(0 < self.test_fraction < 1, f"training.test_fraction must be in (0, 1), got {self.test_fraction}")
-        require(self.warmup_queries >= 0 and self.warmup_epochs >= 0, "training.warmup_*: must be >= 0")
+        check(len(self.seeds) >= 1, "seeds", "give at least one seed")
+        for i, seed in enumerate(self.seeds):  # each run is logged as MODE-seedN
+            check(seed not in self.seeds[:i], f"seeds[{i}]", f"seed {seed} is listed twice")
 
 
 @dataclass
@@ -170,19 +169,38 @@ class PNNConfig:
         if isinstance(self.model_twin, str):
             self.model_twin = load_blackbox_file(self.model_twin)
         parse_blackbox(self.model_twin, "model_twin")
-        section = parse_typed(ESTIMATORS, self.surrogate, "surrogate")
-        require(section.type == "surrogate", f"surrogate.type must be 'surrogate', got {section.type!r}")
+        section = parse_typed(ESTIMATORS, self.surrogate, "surrogate")  # its errors name surrogate.KEY
+        check(section.type == "surrogate", "surrogate.type",
+              f"must be 'surrogate' (pat_gradpie's backward pass), got {section.type!r}")
+        check(section.options.loss != "matchopt", "surrogate.loss",
+              "matchopt sorts its data by an objective, which a physical layer's answers do not have; "
+              "use gradpie, mse or mae")
+        check(len(self.modes) >= 1, "modes", f"give at least one mode; allowed values: {', '.join(MODES)}")
         for i, mode in enumerate(self.modes):
-            require(mode in MODES, f"modes[{i}]: {mode!r} is not allowed; allowed values: {', '.join(MODES)}")
+            check(mode in MODES, f"modes[{i}]", f"{mode!r} is not allowed; allowed values: {', '.join(MODES)}")
+            check(mode not in self.modes[:i], f"modes[{i}]", f"{mode!r} is listed twice")
+        runs = len(self.modes) * len(self.training.seeds)
+        check(runs <= _MAX_RUNS, "training.seeds",
+              f"{len(self.modes)} modes x {len(self.training.seeds)} seeds is {runs} runs; a log holds at most "
+              f"{_MAX_RUNS}")
 
 
-def load_pnn_config(source: str | Path | dict) -> PNNConfig:
-    """Validate a PNN config; its ``calibrations:`` are applied to ``bench`` (``records`` holds them after)."""
+def load_pnn_config(source: str | Path | dict, base: Path | None = None) -> PNNConfig:
+    """Validate a PNN config; its ``calibrations:`` are applied to ``bench`` (``records`` holds them after).
+    ``base``: the folder relative paths in a mapping are relative to (default: the file's, or the working one)."""
     data = dict(source) if isinstance(source, dict) else load_yaml(source)
-    base = Path.cwd() if isinstance(source, dict) else Path(source).parent
+    if base is None:
+        base = Path.cwd() if isinstance(source, dict) else Path(source).parent
     if isinstance(data.get("model_twin"), str):
-        data["model_twin"] = load_blackbox_file(data["model_twin"], base=base)
-    config = parse(PNNConfig, data, "pnn")
+        try:
+            data["model_twin"] = load_blackbox_file(data["model_twin"], base=base)
+        except ConfigError as exc:
+            raise ConfigError(f"model_twin: {exc}") from None
+    try:
+        config = parse(PNNConfig, data, "pnn")
+    except ConfigError as exc:
+        # the sections are at the top of the file: name them as written (training.epochs, not pnn.training.epochs)
+        raise ConfigError(str(exc).removeprefix("pnn.")) from None
     records = load_records(parse_calibrations(config.calibrations), config.bench, "bench", base=base)
     config.bench = apply_corrections(config.bench, records, "bench")
     config.calibrations = [r.id for r in records] or None

@@ -97,3 +97,7 @@ TWIN_MODELS: Registry = Registry("twin model")
 #: Conditional generative models ``p(y | c)`` for L-GSO (:mod:`hil.generative`): ``log_prob``, ``expectation``,
 #: ``mean``, ``sample``
 GENERATIVE_MODELS: Registry = Registry("generative model", core="hil.generative")
+#: Simulated counterparts of rigs, by rig type, for dry runs (``hil run CONFIG --dry-run``): a context manager
+#: ``fn(section: dict) -> Iterator[dict]`` that starts the simulated device, yields the rig section rewritten to
+#: reach it, and stops it on exit (:mod:`hil.dryrun`)
+SIMULATORS: Registry = Registry("simulated counterpart")

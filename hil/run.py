@@ -83,16 +83,18 @@ def is_pnn_config(data: Mapping[str, Any]) -> bool:
     return "dataset" in data and "bench" in data
 
 
-def load_run_config(source: str | Path | Mapping[str, Any]) -> RunConfig:
-    """Validate a run config (a YAML path or a mapping); raises :class:`ConfigError` naming the bad key."""
+def load_run_config(source: str | Path | Mapping[str, Any], base: Path | None = None) -> RunConfig:
+    """Validate a run config (a YAML path or a mapping); raises :class:`ConfigError` naming the bad key.
+    ``base``: the folder relative paths in a mapping are relative to (default: the file's, or the working one)."""
     data = dict(source) if isinstance(source, Mapping) else load_yaml(source)
-    base = Path.cwd() if isinstance(source, Mapping) else Path(source).parent
+    if base is None:
+        base = Path.cwd() if isinstance(source, Mapping) else Path(source).parent
     if is_pnn_config(data):
         raise ConfigError("this is a physical-neural-network config (it has 'dataset' and 'bench'): "
                           "run it with `hil pnn CONFIG`")
     unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
     if unknown:
-        raise ConfigError(f"unknown top-level key {unknown[0]!r}; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
+        raise ConfigError(f"{unknown[0]}: unknown top-level key; allowed keys: {', '.join(TOP_LEVEL_KEYS)}")
     for key in ("blackbox", "objective"):
         if key not in data:
             raise ConfigError(f"missing section {key!r}")
@@ -172,11 +174,13 @@ def report_images(blackbox: BlackBox, objective: Any, trace: Trace) -> dict[str,
 
 
 def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: str | Path | None = None,
-            progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False) -> RunResult:
+            progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False,
+            say: Callable[[str], None] | None = None) -> RunResult:
     """Run ``config`` end to end: connect, optimise with every query logged, write the report.
 
     ``resume``: a killed run's log; the optimiser runs again from the start and the log answers every
-    query it had answered before (:mod:`hil.optim.replay`), then new queries are appended to it."""
+    query it had answered before (:mod:`hil.optim.replay`), then new queries are appended to it.
+    ``say``: where a line for the person running it goes (what a resume does)."""
     blackbox = config.blackbox.build()
     objective = config.objective.build(output_shape=blackbox.spec.output_shape)
     estimator = config.estimator.build() if config.estimator is not None else None
@@ -189,6 +193,9 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
         if old.attrs.get("config", {}) != json.loads(json.dumps(config_dict)):
             raise LogError(f"{path} was written by a different config; resume it with the config it was run with")
         log = QueryLog.open_append(path, run_id=run_id)
+        if say is not None:
+            say(f"resume: the optimiser runs again from the start and the {len(old)} logged queries answer it "
+                f"(its state is rebuilt; nothing is sent to the device) before new queries go to the device")
     else:
         path = Path(log_path) if log_path else Path(config.log.dir) / f"{run_id}.h5"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -37,20 +37,45 @@ BlackBox bounds and outputs are standardised by the first data seen.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
-from hil.config import require
+from hil.config import (
+    FieldError,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    UnitFloat,
+    check,
+)
 from hil.device import resolve_device
+from hil.errors import ConfigError
 from hil.knn import KNNPairs
 from hil.matchopt import matchopt_loss, percentile_bins, sample_trajectories
 
 LossName = Literal["mse", "mae", "gradpie", "matchopt"]
+
+#: torch's sizes and seeds are 64-bit integers: a larger count overflows when the model or a batch is built
+INT64_MAX = 2**63 - 1
+#: a count that sizes a tensor (a layer's width, a batch, neighbours per point)
+Count = Annotated[int, Range(ge=1, le=INT64_MAX)]
+#: a torch seed (``torch.manual_seed`` takes 64 bits)
+Seed = Annotated[int, Range(ge=0, le=INT64_MAX)]
+
+
+def check_device(name: str) -> None:
+    """A config's ``device:`` (:func:`~hil.device.resolve_device`), its error naming the field ``device`` (parse
+    puts the section's path in front: ``estimator.device``, ``surrogate.device``)."""
+    try:
+        resolve_device(name, "device")
+    except ConfigError as exc:
+        raise FieldError("device", str(exc).removeprefix("device ")) from None
 
 
 def _inverse_distance_weights(dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -83,49 +108,36 @@ class MLP(nn.Module):
 @dataclass
 class SurrogateConfig:
     loss: LossName = "gradpie"
-    k: int = 5
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    k: Count = 5
+    hidden: list[Count] = field(default_factory=lambda: [256, 256])
     layer_norm: bool = False
-    epochs: int = 5
-    lr: float = 1e-3
-    batch_size: int = 256
-    weight_decay: float = 0.0
-    value_weight: float | None = None  # null: 0 for gradpie, 1 for matchopt (its regression term)
-    pairs_per_anchor: int = 1
+    epochs: NonNegativeInt = 5
+    lr: PositiveFloat = 1e-3
+    batch_size: Count = 256
+    weight_decay: NonNegativeFloat = 0.0
+    value_weight: NonNegativeFloat | None = None  # null: 0 for gradpie, 1 for matchopt (its regression term)
+    pairs_per_anchor: PositiveInt = 1  # <= k
     pair_weight: Literal["uniform", "inverse_distance"] = "uniform"
     input_features: Literal["raw", "phase"] = "raw"
     # shared: one scale for all outputs (pixels of an image keep their relative weight);
     # per_output: each output standardised alone (figures in different units, e.g. dB, Hz, degrees)
     output_scale: Literal["shared", "per_output"] = "shared"
-    bins: int = 32       # matchopt: percentile bins, the points of a trajectory
-    path_steps: int = 5  # matchopt: Riemann points of each path integral (the authors' 5)
+    bins: Annotated[int, Range(ge=2, le=INT64_MAX)] = 32  # matchopt: percentile bins, the points of a trajectory
+    path_steps: PositiveInt = 5  # matchopt: Riemann points of each path integral (the authors' 5)
     # bounded training: minibatch steps per fit (null: `epochs` full passes over all data)
-    steps: int | None = None
-    recent_fraction: float = 0.5  # bounded training: share of each minibatch from the newest points
-    recent_points: int = 1024     # bounded training: how many of the newest points count as recent
+    steps: PositiveInt | None = None
+    recent_fraction: UnitFloat = 0.5  # bounded training: share of each minibatch from the newest points
+    recent_points: PositiveInt = 1024  # bounded training: how many of the newest points count as recent
     device: str = "auto"          # auto | cpu | cuda | cuda:N: where the model, its data and its pairs live
     concurrent: bool = False      # train in a background thread while the BlackBox measures (estimators.py)
-    seed: int = 0
+    seed: Seed = 0
 
     def __post_init__(self) -> None:
-        require(self.k >= 1, f"estimator.k must be >= 1, got {self.k}")
-        require(self.epochs >= 0, f"estimator.epochs must be >= 0, got {self.epochs}")
-        require(self.lr > 0, f"estimator.lr must be > 0, got {self.lr}")
-        require(self.batch_size >= 1, f"estimator.batch_size must be >= 1, got {self.batch_size}")
-        require(all(h >= 1 for h in self.hidden), "estimator.hidden: every layer width must be >= 1")
         if self.value_weight is None:
             self.value_weight = 1.0 if self.loss == "matchopt" else 0.0
-        require(math.isfinite(self.value_weight) and self.value_weight >= 0,
-                f"estimator.value_weight must be a finite number >= 0, got {self.value_weight}")
-        require(self.bins >= 2, f"estimator.bins must be >= 2, got {self.bins}")
-        require(self.path_steps >= 1, f"estimator.path_steps must be >= 1, got {self.path_steps}")
-        require(1 <= self.pairs_per_anchor <= self.k, "estimator.pairs_per_anchor must be in [1, k]")
-        require(self.steps is None or self.steps >= 1,
-                f"estimator.steps must be >= 1 or null (full epochs), got {self.steps}")
-        require(0 <= self.recent_fraction <= 1,
-                f"estimator.recent_fraction must be in [0, 1], got {self.recent_fraction}")
-        require(self.recent_points >= 1, f"estimator.recent_points must be >= 1, got {self.recent_points}")
-        resolve_device(self.device, "estimator.device")
+        check(self.pairs_per_anchor <= self.k, "pairs_per_anchor",
+              f"must be <= k ({self.k}), got {self.pairs_per_anchor}")
+        check_device(self.device)
 
 
 class Surrogate:
@@ -134,7 +146,7 @@ class Surrogate:
     def __init__(self, config: SurrogateConfig, lower: torch.Tensor, upper: torch.Tensor,
                  output_shape: tuple[int, ...]) -> None:
         self.config = config
-        self.device = resolve_device(config.device, "estimator.device")
+        self.device = resolve_device(config.device)
         self.lower = lower.to(self.device, torch.float32)
         self.span = (upper - lower).to(self.device, torch.float32)
         self.output_shape = tuple(output_shape)

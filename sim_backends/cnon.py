@@ -13,14 +13,26 @@ reference estimator.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import require
+from hil.config import FieldError, NonNegativeFloat, PositiveFloat, Range, check
 from hil.device import resolve_device
+from hil.errors import ConfigError
 from hil.registry import BLACKBOXES
+
+#: the largest |q| the integration may reach (a bound from the config, see ``Config``): float32 stays finite
+MAX_AMPLITUDE = 1e30
+
+
+def check_device(name: str) -> None:
+    """``device:`` names a torch device this machine has; the error names the key (``parse`` adds the path)."""
+    try:
+        resolve_device(name, "device")
+    except ConfigError as exc:
+        raise FieldError("device", str(exc).removeprefix("device ")) from None
 
 
 @BLACKBOXES.register("cnon_twin")
@@ -29,23 +41,25 @@ class CNONTwin(BlackBox):
 
     @dataclass
     class Config:
-        dim: int = 10
-        coupling: float = 0.5
-        drive: float = 0.1
-        horizon: float = 3.0
-        steps: int = 30
-        input_bound: float = 1.0
-        seed: int = 0
+        dim: Annotated[int, Range(ge=1, le=10_000)] = 10  # the dim x dim coupling matrix: 400 MB at 10 000
+        coupling: NonNegativeFloat = 0.5
+        drive: NonNegativeFloat = 0.1
+        horizon: PositiveFloat = 3.0
+        steps: Annotated[int, Range(ge=1, le=1_000_000)] = 30  # RK4 steps per query (4 matmuls each)
+        input_bound: Annotated[float, Range(ge=1e-6)] = 1.0  # float32 keeps the box [-input_bound, input_bound]
+        seed: Annotated[int, Range(ge=0, le=2**64 - 1)] = 0  # torch.Generator.manual_seed's range
         out_of_bounds: Literal["reject", "clip"] = "clip"
         device: str = "auto"  # auto | cpu | cuda | cuda:N: where the integration runs (answers come back on CPU)
 
         def __post_init__(self) -> None:
-            resolve_device(self.device, "blackbox.device")
-            require(self.dim >= 1, f"blackbox.dim must be >= 1, got {self.dim}")
-            require(self.steps >= 1, f"blackbox.steps must be >= 1, got {self.steps}")
-            require(self.horizon > 0, f"blackbox.horizon must be > 0, got {self.horizon}")
-            require(self.input_bound > 0, f"blackbox.input_bound must be > 0, got {self.input_bound}")
-            require(self.coupling >= 0, f"blackbox.coupling must be >= 0, got {self.coupling}")
+            check_device(self.device)
+            # |q''| <= |K sin q| + |b| <= coupling * dim + 1 + drive, so |q(T)| <= input_bound + T^2 * that:
+            # past float32's range the coupling matrix or the state turns inf / NaN at run time
+            reach = self.input_bound + self.horizon * self.horizon * (self.coupling * self.dim + 1 + self.drive)
+            check(reach <= MAX_AMPLITUDE, "coupling",
+                  f"input_bound + horizon^2 * (coupling * dim + 1 + drive) = {reach:.3g} bounds the amplitudes the "
+                  f"integration may reach and must be <= {MAX_AMPLITUDE:g} (float32); lower coupling, drive, "
+                  f"horizon or input_bound")
 
     def __init__(self, config: Config | None = None) -> None:
         cfg = config or self.Config()
@@ -65,7 +79,7 @@ class CNONTwin(BlackBox):
         a = torch.rand(cfg.dim, cfg.dim, generator=gen)
         j = cfg.coupling * (a + a.T) / 2
         j.fill_diagonal_(0.0)
-        self.device = resolve_device(cfg.device, "blackbox.device")
+        self.device = resolve_device(cfg.device, "device")
         self.coupling_matrix = j
         self.k_matrix = (j - torch.diag(j.sum(dim=1)) - torch.eye(cfg.dim)).to(self.device)
         self.drive = ((torch.rand(cfg.dim, generator=gen) * 2 - 1) * cfg.drive).to(self.device)

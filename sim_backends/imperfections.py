@@ -29,15 +29,28 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import Annotated
 
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxWrapper, Delayed, find_attribute
-from hil.config import require
+from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Range, check
 from hil.errors import ConfigError, DeviceError
 from hil.registry import WRAPPERS
 
 TWO_PI = 2 * math.pi
+#: a seed for torch.Generator.manual_seed (which refuses integers past 2^64 - 1)
+Seed = Annotated[int, Range(ge=0, le=2**64 - 1)]
+#: a bit depth (an SLM's drive, a camera's ADC)
+Bits = Annotated[int, Range(ge=1, le=16)]
+#: a delay per query or per batch (s); past an hour, a batch's sleep could overflow time.sleep
+Delay = Annotated[float, Range(ge=0, le=3600)]
+#: electrons per unit of the inner box's output, at most: the scale must be a float32 (3.4e38), or a dark pixel's
+#: 0 x inf is NaN
+MAX_ELECTRONS_PER_UNIT = 1e38
+#: the largest mean electron count drawn from: past ~9.2e18 torch.poisson's int64 overflows (negative draws); a
+#: mean that large saturates the camera for any gain_e_per_count up to 1e14
+POISSON_CAP = 9e18
 
 
 class _Wrapper(BlackBoxWrapper):
@@ -85,10 +98,7 @@ class SLMQuantisation(_Wrapper):
 
     @dataclass
     class Config:
-        bits: int = 8
-
-        def __post_init__(self) -> None:
-            require(1 <= self.bits <= 16, f"slm_quantisation.bits must be in 1..16, got {self.bits}")
+        bits: Bits = 8
 
     def __init__(self, inner: BlackBox, bits: int = 8) -> None:
         super().__init__(inner)
@@ -114,12 +124,8 @@ class SLMPhaseResponse(_Wrapper):
 
     @dataclass
     class Config:
-        gamma: float = 1.0
-        scale: float = 1.0
-
-        def __post_init__(self) -> None:
-            require(0.2 <= self.gamma <= 5, f"slm_phase_response.gamma must be in [0.2, 5], got {self.gamma}")
-            require(0 < self.scale <= 1, f"slm_phase_response.scale must be in (0, 1], got {self.scale}")
+        gamma: Annotated[float, Range(ge=0.2, le=5)] = 1.0
+        scale: Annotated[float, Range(gt=0, le=1)] = 1.0
 
     def __init__(self, inner: BlackBox, gamma: float = 1.0, scale: float = 1.0) -> None:
         super().__init__(inner)
@@ -144,10 +150,7 @@ class SLMCrosstalk(_Wrapper):
 
     @dataclass
     class Config:
-        sigma_px: float = 0.5
-
-        def __post_init__(self) -> None:
-            require(0 < self.sigma_px <= 10, f"slm_crosstalk.sigma_px must be in (0, 10], got {self.sigma_px}")
+        sigma_px: Annotated[float, Range(ge=0.01, le=10)] = 0.5  # under 0.01 px: no crosstalk (and float32's 0/0)
 
     def __init__(self, inner: BlackBox, sigma_px: float = 0.5) -> None:
         super().__init__(inner)
@@ -187,16 +190,10 @@ class Drift(_Wrapper):
 
     @dataclass
     class Config:
-        power_amplitude: float = 0.05
-        offset_amplitude: float = 0.0
-        period_queries: float = 5000.0
-        seed: int = 0
-
-        def __post_init__(self) -> None:
-            require(0 <= self.power_amplitude < 1,
-                    f"drift.power_amplitude must be in [0, 1), got {self.power_amplitude}")
-            require(self.offset_amplitude >= 0, f"drift.offset_amplitude must be >= 0, got {self.offset_amplitude}")
-            require(self.period_queries > 0, f"drift.period_queries must be > 0, got {self.period_queries}")
+        power_amplitude: Annotated[float, Range(ge=0, lt=1)] = 0.05
+        offset_amplitude: Annotated[float, Range(ge=0, le=1e30)] = 0.0  # float32 answers stay finite
+        period_queries: Annotated[float, Range(ge=1)] = 5000.0  # shorter than a query is noise, and 2 pi n / period
+        seed: Seed = 0                                             # overflows to inf (sin: NaN) for tiny periods
 
     def __init__(self, inner: BlackBox, config: Config) -> None:
         super().__init__(inner, stochastic=True)
@@ -240,24 +237,25 @@ class Camera(_Wrapper):
 
     @dataclass
     class Config:
-        exposure_s: float = 1e-3
-        photons_per_s: float = 1.5e8  # with the defaults, a two-spot pattern peaks near 3000 of 4095 counts
-        quantum_efficiency: float = 0.6
-        gain_e_per_count: float = 1.0
-        read_noise_e: float = 5.0
-        dark_level_counts: float = 20.0
-        bit_depth: int = 12
+        exposure_s: PositiveFloat = 1e-3
+        photons_per_s: PositiveFloat = 1.5e8  # with the defaults, a two-spot pattern peaks near 3000 of 4095 counts
+        quantum_efficiency: Annotated[float, Range(gt=0, le=1)] = 0.6
+        gain_e_per_count: Annotated[float, Range(ge=1e-6)] = 1.0  # cameras: 0.01-100
+        read_noise_e: NonNegativeFloat = 5.0
+        dark_level_counts: NonNegativeFloat = 20.0
+        bit_depth: Bits = 12
         shot_noise: bool = True
-        seed: int = 0
+        seed: Seed = 0
 
         def __post_init__(self) -> None:
-            for key in ("exposure_s", "photons_per_s", "gain_e_per_count"):
-                require(getattr(self, key) > 0, f"camera.{key} must be > 0, got {getattr(self, key)}")
-            require(0 < self.quantum_efficiency <= 1,
-                    f"camera.quantum_efficiency must be in (0, 1], got {self.quantum_efficiency}")
-            require(self.read_noise_e >= 0, f"camera.read_noise_e must be >= 0, got {self.read_noise_e}")
-            require(self.dark_level_counts >= 0, f"camera.dark_level_counts must be >= 0, got {self.dark_level_counts}")
-            require(1 <= self.bit_depth <= 16, f"camera.bit_depth must be in 1..16, got {self.bit_depth}")
+            full_scale = 2**self.bit_depth - 1
+            check(self.dark_level_counts < full_scale, "dark_level_counts",
+                  f"must be below the full scale 2^bit_depth - 1 = {full_scale}, got {self.dark_level_counts:g} "
+                  f"(every pixel would read saturated)")
+            per_unit = self.photons_per_s * self.exposure_s * self.quantum_efficiency
+            check(per_unit <= MAX_ELECTRONS_PER_UNIT, "exposure_s",
+                  f"photons_per_s x exposure_s x quantum_efficiency = {per_unit:.3g} electrons per unit of signal "
+                  f"must be <= {MAX_ELECTRONS_PER_UNIT:g} (float32); lower exposure_s or photons_per_s")
 
     def __init__(self, inner: BlackBox, config: Config) -> None:
         super().__init__(inner, stochastic=config.shot_noise or config.read_noise_e > 0)
@@ -294,7 +292,7 @@ class Camera(_Wrapper):
         electrons = y.clamp_min(0) * self.electrons_per_unit()
         if noisy:
             if c.shot_noise:
-                electrons = torch.poisson(electrons, generator=self._gen)
+                electrons = torch.poisson(electrons.clamp(max=POISSON_CAP), generator=self._gen)
             if c.read_noise_e > 0:
                 electrons = electrons + c.read_noise_e * torch.randn(electrons.shape, generator=self._gen)
         counts = electrons / c.gain_e_per_count + c.dark_level_counts
@@ -310,13 +308,9 @@ class Latency(Delayed):
 
     @dataclass
     class Config:
-        settle_s: float = 0.01
-        exposure_s: float = 0.0
-        per_batch_s: float = 0.0
-
-        def __post_init__(self) -> None:
-            for key in ("settle_s", "exposure_s", "per_batch_s"):
-                require(getattr(self, key) >= 0, f"latency.{key} must be >= 0, got {getattr(self, key)}")
+        settle_s: Delay = 0.01
+        exposure_s: Delay = 0.0
+        per_batch_s: Delay = 0.0
 
     @classmethod
     def from_config(cls, config: Config, *, inner: BlackBox) -> Latency:
@@ -334,16 +328,10 @@ class SLMSettling(_Wrapper):
 
     @dataclass
     class Config:
-        tau_s: float = 0.02
-        settle_s: float = 0.0
-        frame_s: float = 0.005
-        time_scale: float = 0.0
-
-        def __post_init__(self) -> None:
-            require(0 < self.tau_s <= 10, f"slm_settling.tau_s must be in (0, 10] s, got {self.tau_s}")
-            for key in ("settle_s", "frame_s", "time_scale"):
-                value = getattr(self, key)
-                require(0 <= value <= 100, f"slm_settling.{key} must be in [0, 100], got {value}")
+        tau_s: Annotated[float, Range(gt=0, le=10)] = 0.02
+        settle_s: Annotated[float, Range(ge=0, le=100)] = 0.0
+        frame_s: Annotated[float, Range(ge=0, le=100)] = 0.005
+        time_scale: Annotated[float, Range(ge=0, le=100)] = 0.0
 
     def __init__(self, inner: BlackBox, config: Config) -> None:
         super().__init__(inner, stochastic=False)
@@ -381,9 +369,8 @@ class SLMSettling(_Wrapper):
 # -- rig geometry: coarser SLM control and detector readout ------------------------------------------------
 
 
-def _require_rows_cols(value: list[int], key: str) -> None:
-    require(len(value) == 2 and all(isinstance(v, int) and v >= 1 for v in value),
-            f"{key} must be [rows, cols] of positive integers, got {value}")
+def _check_rows_cols(value: list[int], key: str) -> None:
+    check(len(value) == 2, key, f"must be [rows, cols] (2 positive integers), got {value}")
 
 
 @WRAPPERS.register("slm_macropixels")
@@ -393,10 +380,10 @@ class SLMMacropixels(_Wrapper):
 
     @dataclass
     class Config:
-        blocks: list[int] = field(default_factory=lambda: [10, 10])
+        blocks: list[PositiveInt] = field(default_factory=lambda: [10, 10])
 
         def __post_init__(self) -> None:
-            _require_rows_cols(self.blocks, "slm_macropixels.blocks")
+            _check_rows_cols(self.blocks, "blocks")
 
     def __init__(self, inner: BlackBox, blocks: list[int]) -> None:
         shape = find_attribute(inner, "slm_shape")
@@ -431,10 +418,10 @@ class DetectorRegions(_Wrapper):
 
     @dataclass
     class Config:
-        grid: list[int] = field(default_factory=lambda: [4, 4])
+        grid: list[PositiveInt] = field(default_factory=lambda: [4, 4])
 
         def __post_init__(self) -> None:
-            _require_rows_cols(self.grid, "detector_regions.grid")
+            _check_rows_cols(self.grid, "grid")
 
     def __init__(self, inner: BlackBox, grid: list[int]) -> None:
         shape = inner.spec.output_shape

@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from hil.sim_backends.ngspice import check_libngspice
 from hil.sim_backends.opamp_measure import FOM_GAIN_PER_DB, FOM_PM_PER_DEG, FOM_UGBW_PER_HZ, PM_CAP_DEG
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import require
+from hil.config import FiniteFloat, PositiveFloat, Range, check
 from hil.errors import ConfigError
 from hil.objectives import Objective
 from hil.registry import BLACKBOXES, OBJECTIVES
@@ -136,28 +136,28 @@ class OpAmpTwin(BlackBox):
         nmos: str = "nch"
         pmos: str = "pch"
         instance: Literal["model", "subckt"] = "model"  # PDKs like SkyWater wrap devices in subcircuits
-        vdd_v: float = 1.8
-        ibias_a: float = 20e-6
-        cl_f: float = 1e-12
-        vcm_v: float = 0.9
+        vdd_v: PositiveFloat = 1.8
+        ibias_a: PositiveFloat = 20e-6
+        cl_f: PositiveFloat = 1e-12
+        vcm_v: FiniteFloat = 0.9            # between the rails: 0 < vcm_v < vdd_v
         analysis: str = "ac dec 20 1 10g"
-        n_workers: int = 2
-        timeout_s: float = 10.0
+        n_workers: Annotated[int, Range(ge=1, le=256)] = 2   # NGspice processes
+        timeout_s: Annotated[float, Range(gt=0, le=86400)] = 10.0  # per design; past ~2e6 s the wait overflows
         reload_per_design: bool = False     # parse the deck again per design (slower; for comparison only)
         out_of_bounds: Literal["reject", "clip"] = "clip"
 
         def __post_init__(self) -> None:
-            require(self.models in ("generic130", "files"),
-                    f"blackbox.models must be 'generic130' or 'files', got {self.models!r}")
-            require(self.models != "files" or bool(self.model_files),
-                    "blackbox.model_files: give the model files to include when models: files")
+            check(self.models in ("generic130", "files"), "models",
+                  f"must be 'generic130' or 'files', got {self.models!r}")
+            check(self.models != "files" or bool(self.model_files), "model_files",
+                  "give the model files to include when models: files")
             for i, p in enumerate(self.model_files):
-                require(Path(p).expanduser().is_file(), f"blackbox.model_files[{i}]: no such file {p!r}")
-            require(self.vdd_v > 0 and self.ibias_a > 0 and self.cl_f > 0,
-                    "blackbox.vdd_v, ibias_a and cl_f must be > 0")
-            require(self.n_workers >= 1, f"blackbox.n_workers must be >= 1, got {self.n_workers}")
-            require(self.timeout_s > 0, f"blackbox.timeout_s must be > 0, got {self.timeout_s}")
-            require(self.analysis.split()[:1] == ["ac"], "blackbox.analysis must be an AC analysis ('ac dec ...')")
+                check(Path(p).expanduser().is_file(), f"model_files[{i}]", f"no such file {p!r}")
+            check(0 < self.vcm_v < self.vdd_v, "vcm_v",
+                  f"the input common-mode voltage must lie between the rails, 0 and vdd_v ({self.vdd_v:g} V), "
+                  f"got {self.vcm_v:g}")
+            check(self.analysis.split()[:1] == ["ac"], "analysis",
+                  f"must be an AC analysis ('ac dec 20 1 10g'), got {self.analysis!r}")
 
     def __init__(self, config: Config | None = None) -> None:
         cfg = config or self.Config()

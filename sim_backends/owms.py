@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from hil.sim_backends.cnon import check_device
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import require
+from hil.config import FiniteFloat, NonNegativeFloat, PositiveFloat, Range, check
 from hil.device import resolve_device
 from hil.errors import ConfigError, DeviceError
 from hil.objectives import Objective
@@ -56,6 +57,11 @@ def _next_pow2(n: int) -> int:
     return 1 << (int(n) - 1).bit_length()
 
 
+#: the most samples per side of the propagation grid (SLM pixels plus camera samples): a 4K SLM and camera
+MAX_GRID_SIDE = 8192
+#: one side of an SLM or a camera, in pixels
+Side = Annotated[int, Range(ge=1, le=MAX_GRID_SIDE)]
+
 #: rows per FFT chunk: keeps the working set in cache (measured: 128 rows ~2x faster per row than 2048)
 CHUNK_ROWS = 128
 
@@ -66,21 +72,21 @@ class OWMSTwin(BlackBox):
 
     @dataclass
     class Config:
-        slm_shape: list[int] = None  # type: ignore[assignment]  # [rows, cols]; default [60, 60]
-        slm_pitch_m: float = 8e-6
-        wavelength_m: float = 700e-9
-        waist_m: float = 70e-6
-        distance_m: float = 0.02
-        camera_shape: list[int] = None  # type: ignore[assignment]  # [rows, cols]; default [32, 32]
-        camera_pitch_m: float = 16e-6
-        beam_offset_m: list[float] = None  # type: ignore[assignment]  # [x, y]; default [0, 0]
-        camera_offset_m: list[float] = None  # type: ignore[assignment]  # [x, y]; default [0, 0]
-        power: float = 1.0
+        slm_shape: list[Side] | None = None  # [rows, cols]; default [60, 60]
+        slm_pitch_m: PositiveFloat = 8e-6
+        wavelength_m: PositiveFloat = 700e-9
+        waist_m: Annotated[float, Range(gt=0, le=1)] = 70e-6  # a bench beam; float32's w^2 overflows past 1e19 m
+        distance_m: Annotated[float, Range(gt=0, le=100)] = 0.02  # a bench; float32's r^2 overflows past 1e19 m
+        camera_shape: list[Side] | None = None  # [rows, cols]; default [32, 32]
+        camera_pitch_m: PositiveFloat = 16e-6
+        beam_offset_m: list[FiniteFloat] | None = None  # [x, y]; default [0, 0]
+        camera_offset_m: list[FiniteFloat] | None = None  # [x, y]; default [0, 0]
+        power: Annotated[float, Range(gt=0, le=1e30)] = 1.0  # float32 intensities stay finite
         out_of_bounds: Literal["reject", "clip"] = "reject"
         device: str = "auto"  # auto | cpu | cuda | cuda:N: where the propagation runs (answers come back on CPU)
 
         def __post_init__(self) -> None:
-            resolve_device(self.device, "blackbox.device")
+            check_device(self.device)
             self.slm_shape = [60, 60] if self.slm_shape is None else list(self.slm_shape)
             self.camera_shape = [32, 32] if self.camera_shape is None else list(self.camera_shape)
             self.beam_offset_m = [0.0, 0.0] if self.beam_offset_m is None else [float(v) for v in self.beam_offset_m]
@@ -88,16 +94,33 @@ class OWMSTwin(BlackBox):
                                     else [float(v) for v in self.camera_offset_m])
             for key in ("slm_shape", "camera_shape"):
                 value = getattr(self, key)
-                require(len(value) == 2 and all(int(v) >= 1 for v in value),
-                        f"blackbox.{key} must be [rows, cols] of positive integers, got {value}")
+                check(len(value) == 2, key, f"must be [rows, cols] (2 positive integers), got {value}")
             for key in ("beam_offset_m", "camera_offset_m"):
-                require(len(getattr(self, key)) == 2, f"blackbox.{key} must be [x, y] in metres")
-            for key in ("slm_pitch_m", "wavelength_m", "waist_m", "distance_m", "camera_pitch_m", "power"):
-                require(getattr(self, key) > 0, f"blackbox.{key} must be > 0, got {getattr(self, key)}")
+                value = getattr(self, key)
+                check(len(value) == 2, key, f"must be [x, y] in metres (2 numbers), got {value}")
             ratio = self.camera_pitch_m / self.slm_pitch_m
-            require(abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 1,
-                    f"blackbox.camera_pitch_m ({self.camera_pitch_m:g}) must be an integer multiple of "
-                    f"blackbox.slm_pitch_m ({self.slm_pitch_m:g})")
+            check(ratio <= MAX_GRID_SIDE, "camera_pitch_m",
+                  f"camera_pitch_m / slm_pitch_m = {ratio:.4g} field samples per camera pixel must be <= "
+                  f"{MAX_GRID_SIDE} (camera_pitch_m {self.camera_pitch_m:g}, slm_pitch_m {self.slm_pitch_m:g})")
+            check(round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6, "camera_pitch_m",
+                  f"must be an integer multiple of slm_pitch_m ({self.slm_pitch_m:g}), got {self.camera_pitch_m:g}")
+            b = self.binning
+            for i, axis in enumerate(("rows", "cols")):
+                side = self.slm_shape[i] + self.camera_shape[i] * b
+                check(side <= MAX_GRID_SIDE, "camera_shape",
+                      f"the propagation grid would have {self.slm_shape[i]} SLM + {self.camera_shape[i]} x {b} "
+                      f"camera samples = {side} {axis} (camera_pitch_m / slm_pitch_m = {b} samples per camera "
+                      f"pixel), more than {MAX_GRID_SIDE}; reduce slm_shape, camera_shape or camera_pitch_m")
+            # the beam is sampled on the SLM's pixels: its centre on the SLM, and at least a pixel wide, or every
+            # sample underflows to 0 and the normalised beam is NaN
+            for i, axis in enumerate(("x (rows)", "y (cols)")):
+                half = 0.5 * self.slm_shape[i] * self.slm_pitch_m
+                check(abs(self.beam_offset_m[i]) <= half, f"beam_offset_m[{i}]",
+                      f"puts the beam's centre off the SLM: |{self.beam_offset_m[i]:g}| m > {half:g} m, half the "
+                      f"SLM's {axis} extent (slm_shape x slm_pitch_m / 2)")
+            check(self.waist_m >= 0.5 * self.slm_pitch_m, "waist_m",
+                  f"must be >= half the SLM pixel (slm_pitch_m / 2 = {0.5 * self.slm_pitch_m:g} m) for the beam to "
+                  f"be sampled, got {self.waist_m:g}")
             OWMSTwin._check_distance(self)
 
         @property
@@ -122,7 +145,7 @@ class OWMSTwin(BlackBox):
                 out_of_bounds=cfg.out_of_bounds,
             )
         )
-        self.device = resolve_device(cfg.device, "blackbox.device")
+        self.device = resolve_device(cfg.device, "device")
         beam, kernel_fft, self._fft_size, self._out_size = self._build_optics(cfg)
         self._beam, self._kernel_fft = beam.to(self.device), kernel_fft.to(self.device)
 
@@ -132,17 +155,23 @@ class OWMSTwin(BlackBox):
 
     @staticmethod
     def _check_distance(cfg: Config) -> None:
+        """``distance_m`` is beyond the critical distance of the sampled grid, which the camera's offset widens;
+        the error names the offset when the distance suffices on axis."""
         rows, cols = cfg.slm_shape
         b = cfg.binning
         half_width = 0.5 * max(rows * cfg.slm_pitch_m + cfg.camera_shape[0] * b * cfg.slm_pitch_m,
                                cols * cfg.slm_pitch_m + cfg.camera_shape[1] * b * cfg.slm_pitch_m)
-        half_width += max(abs(v) for v in cfg.camera_offset_m)
-        z_c = critical_distance_m(half_width, cfg.slm_pitch_m, cfg.wavelength_m)
-        if cfg.distance_m < z_c:
-            raise ConfigError(
-                f"blackbox.distance_m = {cfg.distance_m:g} m is below the critical distance {z_c:.4g} m for this "
-                f"SLM/camera geometry; the sampled kernel would alias. Increase distance_m or reduce the pitch"
-            )
+        on_axis = critical_distance_m(half_width, cfg.slm_pitch_m, cfg.wavelength_m)
+        offset = max(abs(v) for v in cfg.camera_offset_m)
+        z_c = critical_distance_m(half_width + offset, cfg.slm_pitch_m, cfg.wavelength_m)
+        check(cfg.distance_m >= on_axis, "distance_m",
+              f"{cfg.distance_m:g} m is below the critical distance {on_axis:.4g} m for this SLM/camera geometry; "
+              f"the sampled kernel would alias. Increase distance_m or reduce the pitch")
+        room = cfg.distance_m * cfg.wavelength_m / (2 * cfg.slm_pitch_m) - half_width
+        check(cfg.distance_m >= z_c, "camera_offset_m",
+              f"{cfg.camera_offset_m} m moves the camera so far off axis that the critical distance becomes "
+              f"{z_c:.4g} m, beyond distance_m = {cfg.distance_m:g} m (the sampled kernel would alias); at this "
+              f"distance each offset must be <= {room:.4g} m")
 
     def input_fields(self) -> torch.Tensor:
         """The incident beam on the SLM: ``rows x cols`` complex64, unit total power times ``power``."""
@@ -227,15 +256,13 @@ class TwoSpots(Objective):
 
     @dataclass
     class Config:
-        separation_px: float = 12.0
-        waist_px: float = 3.0
-        offset_px: list[float] = None  # type: ignore[assignment]  # [x, y] of the spot pair's centre; default [0, 0]
+        separation_px: NonNegativeFloat = 12.0
+        waist_px: Annotated[float, Range(ge=0.25)] = 3.0  # narrower, a spot between pixel centres images as 0
+        offset_px: list[FiniteFloat] | None = None  # [x, y] of the spot pair's centre; default [0, 0]
 
         def __post_init__(self) -> None:
             self.offset_px = [0.0, 0.0] if self.offset_px is None else [float(v) for v in self.offset_px]
-            require(len(self.offset_px) == 2, "objective.offset_px must be [x, y] in camera pixels")
-            require(self.separation_px >= 0, f"objective.separation_px must be >= 0, got {self.separation_px}")
-            require(self.waist_px > 0, f"objective.waist_px must be > 0, got {self.waist_px}")
+            check(len(self.offset_px) == 2, "offset_px", f"must be [x, y] in camera pixels, got {self.offset_px}")
 
     def __init__(self, target: torch.Tensor) -> None:
         self.target = target / target.max()
@@ -244,7 +271,12 @@ class TwoSpots(Objective):
     def from_config(cls, config: Config, *, output_shape: tuple[int, ...]) -> TwoSpots:
         if len(output_shape) != 2:
             raise ConfigError(f"objective two_spots needs a 2-D camera image; the blackbox outputs {output_shape}")
-        return cls(two_spot_target(output_shape, config.separation_px, config.waist_px, config.offset_px))
+        target = two_spot_target(output_shape, config.separation_px, config.waist_px, config.offset_px)
+        if not bool(torch.isfinite(target).all()):
+            raise ConfigError(f"objective two_spots: both spots (separation_px {config.separation_px:g}, offset_px "
+                              f"{config.offset_px}, waist_px {config.waist_px:g}) fall outside the "
+                              f"{output_shape[0]} x {output_shape[1]} camera image; the target would be empty")
+        return cls(target)
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         image = y.to(torch.float32).reshape(y.shape[0], -1)

@@ -159,3 +159,38 @@ class TestCNONConformance(BlackBoxConformance):
 class TestCountingConformance(BlackBoxConformance):
     def make(self):
         return CountingBox()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"start": [0, 1]}, "one starting point per row: 4 rows, got 2"),
+        ({"start": [0, 1, 2, 3, 4]}, "4 rows, got 5"),
+        ({"start": [0, 1, -2, 3]}, "integers >= -1"),
+        ({"start": [0.5, 1, 2, 3]}, "one integer per row"),
+        ({"start": ["a", "b", "c", "d"]}, "one integer per row"),
+        ({"purpose": "stepp"}, "purpose must be one of step, local_sample"),
+        ({"iteration": 1.5}, "iteration must be an integer"),
+        ({"iteration": -7}, "iteration must be an integer >= -1"),
+    ],
+)
+def test_bad_metadata_fails_before_the_device_sees_the_batch(tmp_path, kwargs, message):
+    path = tmp_path / "q.h5"
+    with QueryLog.create(path, input_dim=3, output_shape=(2,), run_id="r") as log, CountingBox() as box:
+        box.attach_log(log)
+        with pytest.raises(InputError, match="nothing was sent") as info:
+            box.query(torch.zeros(4, 3), **kwargs)
+        assert message in str(info.value)
+        assert box.received == [] and box.stats.queries == 0
+        box.query(torch.zeros(4, 3), start=np.arange(4), iteration=2)
+    assert read_log(path).start.tolist() == [0, 1, 2, 3]
+
+
+def test_float64_beyond_float32_range_is_named_or_clipped_not_inf(counting_box):
+    big = torch.tensor([[0.0, 1e300, 0.0]], dtype=torch.float64)
+    with pytest.raises(InputError) as info:
+        counting_box.query(big)
+    assert "1e+300 not in [-1, 1]" in str(info.value) and "inf" not in str(info.value).split("not in")[0]
+    with CountingBox(out_of_bounds="clip") as box:
+        box.query(torch.tensor([[-1e300, 1e300, 0.5]], dtype=torch.float64))
+        assert box.received[0].tolist() == [[-1.0, 1.0, 0.5]] and box.received[0].dtype == torch.float32

@@ -116,10 +116,95 @@ def test_calibration_refused_before_any_query_names_what_is_missing(tmp_path):
     with pytest.raises(CalibrationError, match="needs a model twin"):
         run_calibration("twin_fit", rig, out_dir=tmp_path / "out", echo=quiet)
     assert not (tmp_path / "out").exists()  # no log, no record: nothing was queried
-    with pytest.raises(ConfigError, match="unknown key 'nope'"):
+    with pytest.raises(ConfigError, match="calibration camera options.nope: unknown key; allowed keys: "):
         run_calibration("camera", load_rig_config(write_config(tmp_path / "c.yaml", [CAMERA, MACRO])),
                         options=["nope=1"], out_dir=tmp_path / "o2", echo=quiet)
 
+
+
+def test_every_number_of_a_calibration_or_correction_declares_its_range():
+    from hil.config import undeclared_numbers
+    from hil.registry import CALIBRATIONS, WRAPPERS
+
+    for name in CALIBRATIONS.names():
+        assert undeclared_numbers(CALIBRATIONS.get(name).Config) == [], name
+    for name in ("dark_subtraction", "frame_average", "slm_lut"):
+        assert undeclared_numbers(WRAPPERS.get(name).Config) == [], name
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("camera", {"target_peak": float("nan")}, r"calibrate.camera.target_peak: expected a finite number, got nan"),
+    ("camera", {"target_peak": 0.99}, r"calibrate.camera.target_peak: must be >= 0.05 and <= 0.95, got 0.99"),
+    ("camera", {"span": float("inf")}, r"calibrate.camera.span: expected a finite number, got inf"),
+    ("camera", {"span": 1e9}, r"calibrate.camera.span: must be > 1 and <= 1e\+06"),  # exposure / span rounds to 0
+    ("camera", {"exposures": 2}, r"calibrate.camera.exposures: must be >= 3 and <= 1024, got 2"),
+    ("camera", {"patterns": -1}, r"calibrate.camera.patterns: must be >= 0"),
+    ("noise", {"target_snr": float("inf")}, r"calibrate.noise.target_snr: expected a finite number, got inf"),
+    ("noise", {"target_snr": 0}, r"calibrate.noise.target_snr: must be > 0 and <= 1e\+06, got 0.0"),
+    ("noise", {"lit_fraction": 1.0}, r"calibrate.noise.lit_fraction: must be > 0 and < 1, got 1.0"),
+    ("noise", {"repeats": 3}, r"calibrate.noise.repeats: must be >= 4"),
+    ("noise", {"max_frames": 0}, r"calibrate.noise.max_frames: must be >= 1 and <= 1024, got 0"),
+    ("settle", {"max_wait_s": float("nan")}, r"calibrate.settle.max_wait_s: expected a finite number, got nan"),
+    ("settle", {"max_wait_s": 120}, r"calibrate.settle.max_wait_s: must be > 0 and <= 60, got 120.0"),
+    ("settle", {"tolerance": 0.5}, r"calibrate.settle.tolerance: must be > 0 and < 0.5, got 0.5"),
+    ("settle", {"margin": float("inf")}, r"calibrate.settle.margin: expected a finite number, got inf"),
+    ("settle", {"step_rad": -0.3}, r"calibrate.settle.step_rad: must be > 0 and < 6, got -0.3"),
+    ("settle", {"waits": 3}, r"calibrate.settle.waits: must be >= 4"),
+    ("slm_phase", {"levels": 4}, r"calibrate.slm_phase.levels: must be >= 8 and <= 1024, got 4"),
+    ("slm_phase", {"table": 7}, r"calibrate.slm_phase.table: must be >= 8"),
+    ("slmsuite_fourier", {"array_shape": 1}, r"calibrate.slmsuite_fourier.array_shape: must be >= 2 and <= 32"),
+    ("slmsuite_pixel", {"levels": 512}, r"calibrate.slmsuite_pixel.levels: must be >= 4 and <= 256, got 512"),
+    ("twin_fit", {"patterns": 8}, r"calibrate.twin_fit.patterns: must be >= 16"),
+    ("twin_fit", {"iterations": 0}, r"calibrate.twin_fit.iterations: must be >= 1 and <= 10000, got 0"),
+    ("twin_fit", {"repeats": 1.5}, r"calibrate.twin_fit.repeats: expected an integer, got 1.5"),
+])
+def test_bad_calibration_options_name_the_key(name, options, match):
+    from hil.calib.runner import parse_calibrate
+
+    with pytest.raises(ConfigError, match=match):
+        parse_calibrate({name: options})
+
+
+def test_an_option_that_is_not_yaml_is_a_config_error():
+    from hil.calib.runner import parse_options
+    from hil.registry import CALIBRATIONS
+
+    with pytest.raises(ConfigError, match=r"--option 'target_peak=\[': the value is not valid YAML"):
+        parse_options(CALIBRATIONS.get("camera"), ["target_peak=["], "camera")
+    with pytest.raises(ConfigError, match=r"calibration camera options.target_peak: expected a finite number"):
+        parse_options(CALIBRATIONS.get("camera"), ["target_peak=.nan"], "camera")
+
+
+@pytest.mark.parametrize("wrapper, match", [
+    ({"type": "dark_subtraction", "dark_counts": []}, r"dark_counts: give a level or a frame"),
+    ({"type": "dark_subtraction", "dark_counts": [1.0, float("nan")]}, r"dark_counts\[1\]: expected a finite number"),
+    ({"type": "dark_subtraction", "dark_counts": [1e39]}, r"dark_counts\[0\]: must be >= -3.40282e\+38"),
+    ({"type": "frame_average", "frames": 0}, r"frames: must be >= 1 and <= 1024, got 0"),
+    ({"type": "frame_average", "frames": 2000}, r"frames: must be >= 1 and <= 1024, got 2000"),
+    ({"type": "slm_lut", "drive_rad": [0.0], "phase_rad": [0.0]}, r"drive_rad: give a table of at least 2 drives"),
+    ({"type": "slm_lut", "drive_rad": [0.0, 3.0, 6.0], "phase_rad": [0.0, 3.0]},
+     r"phase_rad: must give one phase per drive \(3\), got 2"),
+    ({"type": "slm_lut", "drive_rad": [0.0, 3.0, 3.0], "phase_rad": [0.0, 3.0, 6.0]},
+     r"drive_rad\[2\]: the drives must increase: must be > drive_rad\[1\] \(3\), got 3"),
+    ({"type": "slm_lut", "drive_rad": [0.0, 3.0, 6.0], "phase_rad": [0.0, 4.0, 3.0]},
+     r"phase_rad\[2\]: the phases must not fall"),
+    ({"type": "slm_lut", "drive_rad": [0.0, 6.0], "phase_rad": [1.0, 1.0]}, r"phase_rad: the phase must rise"),
+    ({"type": "slm_lut", "drive_rad": [0.0, float("inf")], "phase_rad": [0.0, 6.0]},
+     r"drive_rad\[1\]: expected a finite number, got inf"),
+    ({"type": "slm_lut", "drive_rad": [0.0, 6.0], "phase_rad": [-3e38, 3e38]}, r"phase_rad: the phase's rise 6e\+38 "
+                                                                                r"overflows float32"),
+])
+def test_bad_correction_wrappers_name_the_key_where_they_sit(wrapper, match):
+    with pytest.raises(ConfigError, match=r"^blackbox.wrappers\[1\]." + match):
+        parse_blackbox({"type": "owms_twin", "wrappers": [MACRO, wrapper]})
+
+
+def test_settle_refuses_a_step_larger_than_the_inputs_allow_before_any_query(tmp_path):
+    settling = {"type": "slm_settling", "tau_s": 0.03, "frame_s": 0.005}
+    cfg = write_config(tmp_path / "bench.yaml", [settling, CAMERA, MACRO])
+    with pytest.raises(CalibrationError, match=r"too little for steps of step_rad = 5"):
+        run_calibration("settle", load_rig_config(cfg), options=["step_rad=5"], out_dir=tmp_path / "out", echo=quiet)
+    assert not (tmp_path / "out").exists()
 
 # -- each calibration recovers what was injected ----------------------------------------------------------------
 
@@ -351,8 +436,9 @@ def test_calibrate_section_sets_options_and_skips(tmp_path):
     assert "noise: skipped (calibrate.skip in the config)" in lines
     camera = records[0]
     assert camera.fitted["exposure_s"] < 0.7e-3  # a 20 % target instead of 40 %: about half the exposure
-    for bad, match in (({"nope": {}}, "unknown calibration 'nope'"), ({"camera": {"x": 1}}, "calibrate.camera"),
-                       ({"skip": ["nope"]}, "calibrate.skip")):
+    for bad, match in (({"nope": {}}, "calibrate.nope: unknown calibration"),
+                       ({"camera": {"x": 1}}, "calibrate.camera"),
+                       ({"skip": ["nope"]}, r"calibrate.skip\[0\]: 'nope' is not a calibration")):
         with pytest.raises(ConfigError, match=match):
             load_run_config({**data, "calibrate": bad})
 

@@ -119,7 +119,7 @@ def _bad_configs(tmp_path):
     unknown_type = small_run_config(tmp_path / "runs")
     unknown_type["blackbox"]["type"] = "cnon"
     return [
-        (unknown_key, ["optimizer: unknown key 'itrations'", "allowed keys:", "iterations", "local_samples"]),
+        (unknown_key, ["optimizer.itrations: unknown key", "allowed keys:", "iterations", "local_samples"]),
         (unknown_type, ["blackbox.type: unknown blackbox type 'cnon'", "allowed: cnon_twin"]),
     ]
 

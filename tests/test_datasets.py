@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hil.datasets import FileDataset, load_dataset
+from hil.datasets import FileDataset, load_dataset, parse_dataset
 from hil.errors import ConfigError
 from hil.pnn import load_pnn_config, run_pnn_experiment
 
@@ -85,3 +85,17 @@ def test_pnn_trains_on_a_file_dataset_next_to_its_config(tmp_path):
     assert run["bench_queries"] == 60  # the test set
     with pytest.raises(ConfigError, match="not a bundled dataset"):
         load_pnn_config({**cfg, "dataset": "mnist"})
+
+
+@pytest.mark.parametrize("options, path, message", [
+    ({"path": "d.npz", "limit": 1}, "limit", "must be >= 2, got 1"),
+    ({"path": "d.npz", "limit": 2.5}, "limit", "got 2.5"),
+    ({"path": ""}, "path", "give the .npz or HDF5 file"),
+    ({"path": "d.npz", "images_key": ""}, "images_key", "give the name of the images array"),
+    ({"path": "d.npz", "limt": 5}, "limt", "unknown key; allowed keys: images_key, labels_key, limit, path"),
+])
+def test_dataset_options_are_checked_naming_the_path(options, path, message):
+    with pytest.raises(ConfigError) as info:
+        parse_dataset(options)
+    assert str(info.value).startswith(f"dataset.{path}: ") and message in str(info.value), str(info.value)
+    assert parse_dataset({"path": "d.npz", "limit": 2}).limit == 2

@@ -30,10 +30,10 @@ def test_a_bad_device_names_the_key(bad):
 def test_cuda_without_a_gpu_fails_on_load_naming_the_key(tmp_path):
     base = {"name": "d", "objective": {"type": "target_distance", "target_seed": 1},
             "optimizer": {"type": "gradient", "n_starts": 2, "iterations": 2}, "log": {"dir": str(tmp_path)}}
-    with pytest.raises(ConfigError, match=r"estimator\.device is 'cuda' but torch sees no GPU.*auto or cpu"):
+    with pytest.raises(ConfigError, match=r"estimator\.device: is 'cuda' but torch sees no GPU.*auto or cpu"):
         load_run_config({**base, "blackbox": {"type": "cnon_twin", "dim": 3},
                          "estimator": {"type": "surrogate", "device": "cuda"}})
-    with pytest.raises(ConfigError, match=r"blackbox\.device is 'cuda:1' but torch sees no GPU"):
+    with pytest.raises(ConfigError, match=r"blackbox\.device: is 'cuda:1' but torch sees no GPU"):
         load_run_config({**base, "blackbox": {"type": "cnon_twin", "dim": 3, "device": "cuda:1"},
                          "estimator": {"type": "exact"}})
 

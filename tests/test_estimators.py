@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hil.config import parse, parse_typed
 from hil.errors import ConfigError, EstimatorError
 from hil.estimators import (
     ExactEstimator,
@@ -16,7 +17,7 @@ from hil.estimators import (
 from hil.layer import PhysicalLayer
 from hil.lgso import LGSOConfig, LGSOEstimator
 from hil.querylog import QueryLog, read_log
-from hil.registry import BLACKBOXES
+from hil.registry import BLACKBOXES, ESTIMATORS, OBJECTIVES
 from hil.surrogate import Surrogate, SurrogateConfig
 
 CNON = BLACKBOXES.get("cnon_twin")
@@ -222,8 +223,90 @@ def test_bounded_training_fits_a_function():
 
 @pytest.mark.parametrize("key, value", [("steps", 0), ("recent_fraction", 1.5), ("recent_points", 0)])
 def test_bounded_training_settings_are_checked(key, value):
-    with pytest.raises(ConfigError, match=f"estimator.{key}"):
-        SurrogateConfig(**{key: value})
+    with pytest.raises(ConfigError, match=rf"^estimator\.{key}: must be"):
+        parse(SurrogateConfig, {key: value}, "estimator")
+
+
+@pytest.mark.parametrize("type_, key, value, message", [
+    ("surrogate", "lr", float("inf"), "expected a finite number, got inf"),
+    ("surrogate", "lr", float("nan"), "expected a finite number, got nan"),
+    ("surrogate", "lr", 0, "must be > 0, got 0"),
+    ("surrogate", "weight_decay", float("inf"), "expected a finite number"),
+    ("surrogate", "weight_decay", -1e-4, "must be >= 0"),
+    ("surrogate", "value_weight", float("nan"), "expected a finite number"),
+    ("surrogate", "value_weight", -1, "must be >= 0"),
+    ("surrogate", "recent_fraction", float("inf"), "expected a finite number"),
+    ("surrogate", "k", 0, "must be >= 1"),
+    ("surrogate", "hidden", [16, 0], None),
+    ("surrogate", "epochs", -1, "must be >= 0"),
+    ("surrogate", "bins", 1, "must be >= 2"),
+    ("surrogate", "path_steps", 0, "must be >= 1"),
+    ("surrogate", "batch_size", 2**70, "must be >= 1 and <= "),  # would overflow torch's sizes when training
+    ("surrogate", "seed", 2**64, "must be >= 0 and <= "),         # would overflow torch.manual_seed when built
+    ("surrogate", "seed", -1, "must be >= 0"),
+    ("finite_difference", "step", float("inf"), "expected a finite number"),
+    ("finite_difference", "step", 0.5, "must be > 0 and < 0.5, got 0.5"),
+    ("finite_difference", "repeats", 0, "must be >= 1"),
+    ("spsa", "step", float("nan"), "expected a finite number"),
+    ("spsa", "step", -0.01, "must be > 0"),
+    ("spsa", "n_directions", 0, "must be >= 1"),
+])
+def test_estimator_numbers_are_checked_naming_the_path(type_, key, value, message):
+    with pytest.raises(ConfigError) as info:
+        parse_typed(ESTIMATORS, {"type": type_, key: value}, "estimator")
+    path = "estimator.hidden[1]" if key == "hidden" else f"estimator.{key}"
+    assert str(info.value).startswith(f"{path}: "), str(info.value)
+    if message is not None:
+        assert message in str(info.value)
+
+
+def test_surrogate_cross_field_and_device_errors_name_the_section_they_are_in():
+    for where in ("estimator", "surrogate"):
+        with pytest.raises(ConfigError, match=rf"^{where}\.pairs_per_anchor: must be <= k \(2\), got 3$"):
+            parse_typed(ESTIMATORS, {"type": "surrogate", "k": 2, "pairs_per_anchor": 3}, where)
+        with pytest.raises(ConfigError, match=rf"^{where}\.device: must be one of auto, cpu"):
+            parse_typed(ESTIMATORS, {"type": "surrogate", "device": "tpu"}, where)
+    cfg = parse(SurrogateConfig, {"loss": "matchopt"}, "estimator")
+    assert cfg.value_weight == 1.0 and parse(SurrogateConfig, {}, "estimator").value_weight == 0.0
+
+
+def test_exact_estimator_model_errors_name_the_nested_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"^estimator\.model\.bogus: unknown key"):
+        parse_typed(ESTIMATORS, {"type": "exact", "model": {"type": "cnon_twin", "bogus": 1}}, "estimator")
+    with pytest.raises(ConfigError, match=r"^estimator\.model\.type: unknown blackbox type 'nope'"):
+        parse_typed(ESTIMATORS, {"type": "exact", "model": {"type": "nope"}}, "estimator")
+    with pytest.raises(ConfigError, match=r"^estimator\.model\.horizon: expected a finite number"):
+        parse_typed(ESTIMATORS, {"type": "exact", "model": {"type": "cnon_twin", "horizon": float("inf")}},
+                    "estimator")
+    with pytest.raises(ConfigError, match=r"^estimator\.model: config file .*missing\.yaml.* does not exist"):
+        parse_typed(ESTIMATORS, {"type": "exact", "model": str(tmp_path / "missing.yaml")}, "estimator")
+
+
+@pytest.mark.parametrize("options, path, message", [
+    ({"target": [0.1, float("inf")]}, "target[1]", "expected a finite number, got inf"),
+    ({"target": [float("nan"), 0.2]}, "target[0]", "expected a finite number, got nan"),
+    ({"target": [1e39]}, "target[0]", "must be >= -3.40282e+38 and <= 3.40282e+38"),  # inf in float32
+    ({"target": []}, "target", "give one value per blackbox output"),
+    ({"target_low": float("-inf")}, "target_low", "expected a finite number"),
+    ({"target_high": float("nan")}, "target_high", "expected a finite number"),
+    ({"target_low": 2.0}, "target_high", "must be > target_low (2), got 1"),
+    ({"target_low": -3e38, "target_high": 3e38}, "target_high", "float32"),  # the span overflows float32
+    ({"target_seed": 2**64}, "target_seed", "must be >= 0 and <= "),
+])
+def test_target_distance_options_are_checked_naming_the_path(options, path, message):
+    with pytest.raises(ConfigError) as info:
+        parse_typed(OBJECTIVES, {"type": "target_distance", **options}, "objective")
+    assert str(info.value).startswith(f"objective.{path}: ") and message in str(info.value), str(info.value)
+
+
+def test_target_distance_target_length_is_checked_when_built():
+    section = parse_typed(OBJECTIVES, {"type": "target_distance", "target": [0.0, 1.0, 2.0]}, "objective")
+    assert section.build(output_shape=(3,)).target.tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(ConfigError, match=r"^objective\.target: has 3 values; the blackbox outputs 4"):
+        section.build(output_shape=(2, 2))
+    drawn = parse_typed(OBJECTIVES, {"type": "target_distance", "target_low": -1.5e38, "target_high": 1.5e38},
+                        "objective").build(output_shape=(64,))
+    assert bool(torch.isfinite(drawn.target).all())
 
 
 def _concurrent_run(tmp_path, concurrent: bool, name: str):

@@ -118,3 +118,42 @@ def test_a_short_online_run_completes_with_every_query_logged(rig_section, tmp_p
         "log": {"dir": str(tmp_path)}})
     result = execute(cfg, log_path=tmp_path / "hw.h5")
     assert len(read_log(tmp_path / "hw.h5")) == result.queries == 2 * 2 * 3
+
+
+# -- the config every rig shares: checked at parse, before any device is opened -----------------------------------
+
+MINIMAL = {
+    "serial_board": {"port": "/dev/ttyACM0"},
+    "visa_rig": {"resource": "TCPIP::192.0.2.10::5025::SOCKET"},
+    "slm_camera_rig": {"slm": {"class": "slmsuite.hardware.slms.simulated.SimulatedSLM", "args": [[32, 32]]},
+                       "camera": {"class": "slmsuite.hardware.cameras.simulated.SimulatedCamera", "args": ["$slm"]},
+                       "slm_shape": [32, 32], "roi": [8, 8, 16, 16]},
+}
+
+
+@pytest.mark.parametrize("kind", MINIMAL)
+def test_every_number_of_a_rig_config_declares_its_range(kind):
+    from hil.config import undeclared_numbers
+    from hil.registry import BLACKBOXES
+
+    assert undeclared_numbers(BLACKBOXES.get(kind).Config) == []
+    parse_blackbox({"type": kind, **MINIMAL[kind]})  # the minimal section is valid
+
+
+@pytest.mark.parametrize("kind", MINIMAL)
+@pytest.mark.parametrize("key, value, match", [
+    ("settle_s", float("nan"), "expected a finite number, got nan"),
+    ("settle_s", float("inf"), "expected a finite number, got inf"),
+    ("settle_s", 3600.0, "must be >= 0 and <= 60, got 3600.0"),  # a calibration may not set more either
+    ("backoff_s", float("inf"), "expected a finite number, got inf"),
+    ("backoff_s", 1e9, "must be >= 0 and <= 60"),
+    ("reconnect_timeout_s", float("nan"), "expected a finite number, got nan"),
+    ("retries", -1, "must be >= 0 and <= 100, got -1"),
+    ("retries", 60, "with retries 60, the waits between a row's attempts"),  # time.sleep would overflow
+    ("out_of_bounds", "wrap", "'wrap' is not allowed; allowed values: 'reject', 'clip'"),
+])
+def test_the_options_every_rig_shares_are_checked_on_every_rig(kind, key, value, match):
+    from hil.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^blackbox\.{key}: {match}"):
+        parse_blackbox({"type": kind, **MINIMAL[kind], key: value})

@@ -180,12 +180,13 @@ def test_a_mismatched_noisy_bench_twin_differs_from_the_model_twin():
 @pytest.mark.parametrize(
     ("wrapper", "message"),
     [
-        ({"type": "camera", "bit_depth": 40}, r"camera.bit_depth must be in 1..16"),
-        ({"type": "camera", "exposure": 1e-3}, r"blackbox.wrappers\[0\]: unknown key 'exposure'"),
+        ({"type": "camera", "bit_depth": 40}, r"blackbox.wrappers\[0\].bit_depth: must be >= 1 and <= 16, got 40"),
+        ({"type": "camera", "exposure": 1e-3}, r"blackbox.wrappers\[0\].exposure: unknown key; allowed keys: .*"),
         ({"type": "slm_quantisation", "bits": "eight"}, r"blackbox.wrappers\[0\].bits: expected an integer"),
-        ({"type": "drift", "power_amplitude": 2.0}, r"drift.power_amplitude must be in \[0, 1\)"),
-        ({"type": "detector_regions", "grid": [4]}, r"detector_regions.grid must be \[rows, cols\]"),
-        ({"type": "slm_macropixels", "blocks": [0, 3]}, r"slm_macropixels.blocks must be \[rows, cols\]"),
+        ({"type": "drift", "power_amplitude": 2.0},
+         r"blackbox.wrappers\[0\].power_amplitude: must be >= 0 and < 1, got 2.0"),
+        ({"type": "detector_regions", "grid": [4]}, r"blackbox.wrappers\[0\].grid: must be \[rows, cols\]"),
+        ({"type": "slm_macropixels", "blocks": [0, 3]}, r"blackbox.wrappers\[0\].blocks\[0\]: must be >= 1, got 0"),
         ({"type": "blur"}, r"blackbox.wrappers\[0\].type: unknown blackbox wrapper type 'blur'; allowed: .*camera"),
     ],
 )
@@ -193,3 +194,78 @@ def test_misconfigured_imperfection_fails_on_load_naming_the_key(wrapper, messag
     with pytest.raises(ConfigError, match=message):
         load_run_config({"blackbox": {"type": "owms_twin", "wrappers": [wrapper]},
                          "objective": {"type": "two_spots"}, "estimator": {"type": "exact"}})
+
+
+# -- every number of every wrapper is declared: non-finite and out-of-range values fail on parse, naming the key --
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "message"),
+    [
+        ({"type": "camera", "exposure_s": INF}, r"wrappers\[0\].exposure_s: expected a finite number, got inf"),
+        ({"type": "camera", "exposure_s": NAN}, r"wrappers\[0\].exposure_s: expected a finite number, got nan"),
+        ({"type": "camera", "exposure_s": 0.0}, r"wrappers\[0\].exposure_s: must be > 0, got 0.0"),
+        ({"type": "camera", "read_noise_e": NAN}, r"wrappers\[0\].read_noise_e: expected a finite number"),
+        ({"type": "camera", "read_noise_e": INF}, r"wrappers\[0\].read_noise_e: expected a finite number"),
+        ({"type": "camera", "read_noise_e": -1.0}, r"wrappers\[0\].read_noise_e: must be >= 0, got -1.0"),
+        ({"type": "camera", "photons_per_s": INF}, r"wrappers\[0\].photons_per_s: expected a finite number"),
+        ({"type": "camera", "quantum_efficiency": 1.5}, r"wrappers\[0\].quantum_efficiency: must be > 0 and <= 1"),
+        ({"type": "camera", "dark_level_counts": NAN}, r"wrappers\[0\].dark_level_counts: expected a finite"),
+        ({"type": "camera", "gain_e_per_count": 0.0}, r"wrappers\[0\].gain_e_per_count: must be >= 1e-06"),
+        ({"type": "camera", "seed": -1}, r"wrappers\[0\].seed: must be >= 0"),
+        ({"type": "camera", "seed": 2**64}, r"wrappers\[0\].seed: must be >= 0 and <= "),
+        ({"type": "slm_quantisation", "bits": 0}, r"wrappers\[0\].bits: must be >= 1 and <= 16, got 0"),
+        ({"type": "slm_phase_response", "gamma": INF}, r"wrappers\[0\].gamma: expected a finite number"),
+        ({"type": "slm_phase_response", "scale": 0.0}, r"wrappers\[0\].scale: must be > 0 and <= 1, got 0.0"),
+        ({"type": "slm_crosstalk", "sigma_px": NAN}, r"wrappers\[0\].sigma_px: expected a finite number"),
+        ({"type": "slm_crosstalk", "sigma_px": 11.0}, r"wrappers\[0\].sigma_px: must be >= 0.01 and <= 10"),
+        ({"type": "slm_crosstalk", "sigma_px": 1e-300}, r"wrappers\[0\].sigma_px: must be >= 0.01"),  # NaN kernel
+        ({"type": "drift", "period_queries": INF}, r"wrappers\[0\].period_queries: expected a finite number"),
+        ({"type": "drift", "period_queries": 1e-300}, r"wrappers\[0\].period_queries: must be >= 1"),
+        ({"type": "drift", "offset_amplitude": NAN}, r"wrappers\[0\].offset_amplitude: expected a finite"),
+        ({"type": "latency", "settle_s": INF}, r"wrappers\[0\].settle_s: expected a finite number, got inf"),
+        ({"type": "latency", "per_batch_s": -0.1}, r"wrappers\[0\].per_batch_s: must be >= 0 and <= 3600"),
+        ({"type": "latency", "exposure_s": 1e12}, r"wrappers\[0\].exposure_s: must be >= 0 and <= 3600"),
+        ({"type": "slm_settling", "tau_s": NAN}, r"wrappers\[0\].tau_s: expected a finite number"),
+        ({"type": "slm_settling", "frame_s": 101.0}, r"wrappers\[0\].frame_s: must be >= 0 and <= 100"),
+        ({"type": "slm_macropixels", "blocks": [10, 10, 10]}, r"wrappers\[0\].blocks: must be \[rows, cols\]"),
+        ({"type": "detector_regions", "grid": [4, -2]}, r"wrappers\[0\].grid\[1\]: must be >= 1, got -2"),
+    ],
+)
+def test_wrapper_numbers_are_declared_and_checked_on_parse(wrapper, message):
+    with pytest.raises(ConfigError, match=r"^blackbox\." + message):
+        parse_blackbox({"type": "owms_twin", "wrappers": [wrapper]})
+
+
+def test_every_wrapper_config_declares_the_range_of_its_numbers():
+    from hil.config import undeclared_numbers
+    from hil.registry import WRAPPERS
+
+    for name in ("slm_quantisation", "slm_phase_response", "slm_crosstalk", "drift", "camera", "latency",
+                 "slm_settling", "slm_macropixels", "detector_regions"):
+        assert undeclared_numbers(WRAPPERS.get(name).Config) == [], name
+
+
+def test_camera_values_that_would_give_nan_counts_fail_on_parse():
+    """A dark level at full scale reads every pixel saturated; an electrons-per-unit scale past float32's largest
+    number turns a dark pixel's 0 x inf into NaN: both are config errors naming the key."""
+    with pytest.raises(ConfigError, match=r"blackbox.wrappers\[0\].dark_level_counts: must be below the full "
+                                          r"scale 2\^bit_depth - 1 = 255"):
+        parse_blackbox({"type": "owms_twin", "wrappers": [{"type": "camera", "bit_depth": 8,
+                                                           "dark_level_counts": 300.0}]})
+    with pytest.raises(ConfigError, match=r"blackbox.wrappers\[0\].exposure_s: photons_per_s x exposure_s x "
+                                          r"quantum_efficiency = .* must be <= 1e\+38"):
+        parse_blackbox({"type": "owms_twin", "wrappers": [{"type": "camera", "photons_per_s": 1e300,
+                                                           "exposure_s": 1e10}]})
+
+
+def test_a_camera_far_past_saturation_reads_full_scale_not_garbage():
+    """torch.poisson returns negative numbers for means past ~9.2e18 (int64); the camera caps the mean there, far
+    past saturation, so a blinding signal reads full scale, not 0."""
+    box = parse_blackbox({"type": "owms_twin", "wrappers": [{"type": "camera", "photons_per_s": 1e20,
+                                                             "exposure_s": 1.0, "bit_depth": 12}]}).build()
+    camera = box
+    y = camera.transform_output(torch.tensor([[0.0, 0.5, 1.0]]), True)
+    assert float(y[0, 0]) < 100 and float(y[0, 1]) == 4095 and float(y[0, 2]) == 4095

@@ -25,3 +25,14 @@ def test_fewer_points_than_k_leaves_placeholders():
     assert (knn.neighbours[:, 0] >= 0).all() and (knn.neighbours[:, 1:] == -1).all()
     i, j = knn.valid_pairs()
     assert i.tolist() == [0, 1] and j.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("value, message", [(0, "must be >= 1"), (2**70, "<= "), (2.5, "expected an integer")])
+def test_a_surrogates_k_is_checked_before_pairs_are_allocated(value, message):
+    from hil.config import parse
+    from hil.errors import ConfigError
+    from hil.surrogate import SurrogateConfig
+
+    with pytest.raises(ConfigError) as info:
+        parse(SurrogateConfig, {"k": value}, "estimator")
+    assert str(info.value).startswith("estimator.k: ") and message in str(info.value), str(info.value)

@@ -77,10 +77,49 @@ def test_lgso_gradient_points_down_the_expected_objective_and_is_logged(tmp_path
     assert bool((abs(data.x - 2.0) <= 0.2 + 1e-5).all())  # inside the box of half-width eps = 0.2 (0.02 of 10)
 
 
-@pytest.mark.parametrize("key, value", [("epsilon", 0.0), ("epsilon", math.inf), ("repeats", 0), ("epochs", 0),
-                                        ("model", "gan"), ("samples", -1), ("lr", math.nan)])
-def test_bad_lgso_settings_name_the_key(key, value):
-    with pytest.raises(ConfigError, match=f"estimator.{key}|generative model"):
-        from hil.config import parse_typed
+@pytest.mark.parametrize("key, value, message", [
+    ("epsilon", 0.0, "must be > 0 and <= 0.5, got 0.0"), ("epsilon", 0.6, "must be > 0 and <= 0.5"),
+    ("epsilon", math.inf, "expected a finite number, got inf"), ("epsilon", math.nan, "expected a finite number"),
+    ("repeats", 0, "must be >= 1"), ("epochs", 0, "must be >= 1"), ("samples", -1, "must be >= 0"),
+    ("lr", math.nan, "expected a finite number, got nan"), ("lr", math.inf, "expected a finite number, got inf"),
+    ("lr", -1e-3, "must be > 0"), ("gradient_samples", 0, "must be >= 1"), ("components", 0, "must be >= 1"),
+    ("batch_size", 0, "must be >= 1"), ("seed", 2**64, "must be >= 0 and <= "),
+    ("model", "gan", "unknown generative model 'gan'; allowed: mdn"), ("device", "tpu", "must be one of auto"),
+])
+def test_bad_lgso_settings_name_the_key(key, value, message):
+    from hil.config import parse_typed
 
+    with pytest.raises(ConfigError) as info:
         parse_typed(ESTIMATORS, {"type": "lgso", key: value}, "estimator")
+    assert str(info.value).startswith(f"estimator.{key}: ") and message in str(info.value), str(info.value)
+    with pytest.raises(ConfigError, match=r"^estimator\.hidden\[0\]: must be >= 1"):
+        parse_typed(ESTIMATORS, {"type": "lgso", "hidden": [0]}, "estimator")
+
+
+def test_lgso_without_history_needs_two_draws_per_box():
+    from hil.config import parse_typed
+
+    with pytest.raises(ConfigError, match=r"^estimator\.samples: with history: false .* samples \* repeats >= 2"):
+        parse_typed(ESTIMATORS, {"type": "lgso", "samples": 1, "history": False}, "estimator")
+    parse_typed(ESTIMATORS, {"type": "lgso", "samples": 1, "repeats": 2, "history": False}, "estimator")
+    # samples: 0 takes the input dimension, known only when bound: a 1-input box is refused there
+    from hil.errors import EstimatorError
+
+    one_input = parse_blackbox({"type": "cnon_twin", "dim": 1, "steps": 4}).build()
+    with pytest.raises(EstimatorError, match="history: false .* samples \\* repeats >= 2"):
+        LGSOEstimator(LGSOConfig(history=False)).bind(one_input)
+
+
+def test_lgso_without_history_fits_each_start_on_its_own_draws():
+    """Regression: with history: false every start's box was filtered to the *last* start's draws, so with two
+    or more starts the first ones found fewer than 2 points and failed."""
+    from hil.space import UnitCubeView
+
+    problem = parse_blackbox({"type": "rosenbrock", "seed": 0}).build()
+    box = UnitCubeView(problem).connect()
+    est = LGSOEstimator(LGSOConfig(samples=12, epochs=2, history=False, gradient_samples=8, hidden=[8])).bind(box)
+    u = torch.tensor([[0.1] * 10, [0.9] * 10])  # boxes far apart: no draw of one lies in the other's
+    g = est.objective_gradient(u, lambda y: y.reshape(y.shape[0], -1).mean(dim=1), iteration=0,
+                               start=torch.tensor([0, 1]))
+    assert g.shape == (2, 10) and bool(torch.isfinite(g).all())
+    assert est.last_box_points == 12  # the last start's model saw exactly its own draws

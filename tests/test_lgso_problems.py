@@ -74,3 +74,27 @@ def test_the_submanifold_rosenbrock_ignores_the_90_directions_off_its_manifold()
     off = torch.randn(4, 100, dtype=torch.float64)
     off = off - (off @ q) @ q.T  # orthogonal to the 10 directions the problem sees
     assert torch.allclose(problem.expected_objective(psi), problem.expected_objective(psi + off))
+
+
+@pytest.mark.parametrize("cls, dim", PROBLEMS)
+def test_bad_numbers_fail_on_parse_naming_the_key(cls, dim):
+    from hil.config import undeclared_numbers
+    from hil.errors import ConfigError
+
+    assert undeclared_numbers(cls.Config) == []
+    for options, message in [({"bound": float("inf")}, r"^blackbox.bound: expected a finite number, got inf"),
+                             ({"bound": float("nan")}, r"^blackbox.bound: expected a finite number, got nan"),
+                             ({"bound": 0.0}, r"^blackbox.bound: must be >= 1e-06 and <= (1000000|1e\+06), got 0.0"),
+                             ({"bound": 1e-300}, r"^blackbox.bound: must be >= 1e-06"),  # float32: an empty box
+                             ({"bound": 1e300}, r"^blackbox.bound: must be >= 1e-06 and <= (1000000|1e\+06)"),
+                             ({"seed": -1}, r"^blackbox.seed: must be >= 0"),
+                             ({"seed": 2**64}, r"^blackbox.seed: must be >= 0 and <= ")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_blackbox({"type": cls.name, **options})
+
+
+def test_the_largest_bound_still_gives_finite_answers():
+    problem = parse_blackbox({"type": "three_hump", "bound": 1e6}).build()
+    with problem:
+        y = problem.query(torch.tensor([[1e6, -1e6], [-1e6, 1e6]]))
+    assert torch.isfinite(y).all()

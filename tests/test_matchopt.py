@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -113,3 +114,16 @@ def test_offline_start_top_begins_at_the_datasets_best_points(tmp_path):
     top = torch.argsort(values)[:3]
     first = torch.from_numpy(data.x[steps[:3]])
     assert torch.allclose(first, torch.from_numpy(data.x[initial][top.numpy()]), atol=1e-5)
+
+
+@pytest.mark.parametrize("key, value, message", [("bins", 1, "must be >= 2"), ("bins", 2**70, "<= "),
+                                                 ("path_steps", 0, "must be >= 1, got 0"),
+                                                 ("value_weight", float("inf"), "expected a finite number")])
+def test_matchopt_settings_are_checked_naming_the_path(key, value, message):
+    from hil.config import parse
+    from hil.errors import ConfigError
+    from hil.surrogate import SurrogateConfig
+
+    with pytest.raises(ConfigError) as info:
+        parse(SurrogateConfig, {"loss": "matchopt", key: value}, "estimator")
+    assert str(info.value).startswith(f"estimator.{key}: ") and message in str(info.value), str(info.value)

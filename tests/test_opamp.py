@@ -104,12 +104,43 @@ def test_design_space_is_declared_in_physical_units_on_log_and_integer_scales():
 
 
 def test_config_errors_name_the_key(tmp_path):
-    with pytest.raises(ConfigError, match=r"model_files\[0\]: no such file"):
+    with pytest.raises(ConfigError, match=r"^blackbox.model_files\[0\]: no such file"):
         parse_blackbox({"type": "opamp_ngspice", "models": "files", "model_files": [str(tmp_path / "none.lib")]})
-    with pytest.raises(ConfigError, match="blackbox.models must be 'generic130' or 'files'"):
+    with pytest.raises(ConfigError, match=r"^blackbox.model_files: give the model files"):
+        parse_blackbox({"type": "opamp_ngspice", "models": "files"})
+    with pytest.raises(ConfigError, match="^blackbox.models: must be 'generic130' or 'files', got 'tsmc'"):
         parse_blackbox({"type": "opamp_ngspice", "models": "tsmc"})
-    with pytest.raises(ConfigError, match="blackbox.analysis must be an AC analysis"):
+    with pytest.raises(ConfigError, match="^blackbox.analysis: must be an AC analysis"):
         parse_blackbox({"type": "opamp_ngspice", "analysis": "tran 1n 1u"})
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"vdd_v": INF}, r"^blackbox.vdd_v: expected a finite number, got inf"),
+        ({"vdd_v": -1.8}, r"^blackbox.vdd_v: must be > 0, got -1.8"),
+        ({"ibias_a": NAN}, r"^blackbox.ibias_a: expected a finite number, got nan"),
+        ({"ibias_a": 0.0}, r"^blackbox.ibias_a: must be > 0, got 0.0"),
+        ({"cl_f": INF}, r"^blackbox.cl_f: expected a finite number, got inf"),
+        ({"vcm_v": NAN}, r"^blackbox.vcm_v: expected a finite number, got nan"),
+        ({"vcm_v": 2.5}, r"^blackbox.vcm_v: the input common-mode voltage must lie between the rails, 0 and vdd_v "
+                         r"\(1.8 V\), got 2.5"),
+        ({"vdd_v": 0.5}, r"^blackbox.vcm_v: .* got 0.9"),  # the default common mode above a lowered supply
+        ({"n_workers": 0}, r"^blackbox.n_workers: must be >= 1 and <= 256, got 0"),
+        ({"timeout_s": INF}, r"^blackbox.timeout_s: expected a finite number, got inf"),
+        ({"timeout_s": 0.0}, r"^blackbox.timeout_s: must be > 0 and <= 86400, got 0.0"),
+        ({"timeout_s": 1e9}, r"^blackbox.timeout_s: must be > 0 and <= 86400"),  # the pool's wait would overflow
+    ],
+)
+def test_bad_numbers_fail_on_parse_naming_the_key(options, message):
+    from hil.config import undeclared_numbers
+
+    assert undeclared_numbers(OpAmpTwin.Config) == []
+    with pytest.raises(ConfigError, match=message):
+        parse_blackbox({"type": "opamp_ngspice", **options})
 
 
 def test_missing_ngspice_fails_on_connect_naming_the_package(monkeypatch):
@@ -176,7 +207,8 @@ def test_fom_objective_and_invalid_rows():
 
 @needs_ngspice
 def test_an_impossible_design_is_marked_invalid_not_raised():
-    box = parse_blackbox({"type": "opamp_ngspice", "vdd_v": 0.2}).build()  # below threshold: nothing conducts
+    # below threshold nothing conducts (the common mode stays between the rails, as validation requires)
+    box = parse_blackbox({"type": "opamp_ngspice", "vdd_v": 0.2, "vcm_v": 0.1}).build()
     with box:
         y = box.query(ParameterSpace(box.spec).to_physical(torch.full((3, 10), 0.5)))
     assert torch.isnan(y).all()

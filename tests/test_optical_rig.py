@@ -70,7 +70,7 @@ def test_declared_phase_limits_hold():
 def test_saturation_is_an_error_that_says_to_lower_the_exposure_or_is_counted():
     flat = torch.zeros(1, 1024)  # all light in one far-field spot
     with rig(on_saturation="error", max_saturated_fraction=0.0) as box:
-        with pytest.raises(DeviceError, match="camera saturated: 0.4 % of the ROI.*lower blackbox.exposure_s"):
+        with pytest.raises(DeviceError, match="camera saturated: 0.4 % of the ROI.*lower the rig's exposure_s"):
             box.query(flat, purpose="calibration")
         assert box.stats.queries == 0  # a saturated frame is not an answer
     with rig(max_saturated_fraction=0.0) as box:
@@ -116,7 +116,7 @@ def test_frame_grab_faults_are_retried_and_every_answered_row_is_logged_once(tmp
 def test_misconfigured_rig_fails_with_what_to_fix():
     with pytest.raises(ConfigError, match=r"blackbox.slm: give \{class:"):
         parse_blackbox({"type": "slm_camera_rig", "camera": CAMERA, "roi": [0, 0, 4, 4]})
-    with pytest.raises(ConfigError, match="blackbox.blocks .* must divide slm_shape"):
+    with pytest.raises(ConfigError, match=r"blackbox.blocks\[0\]: must divide slm_shape\[0\] \(32\) evenly, got 5"):
         rig(blocks=[5, 5])
     with pytest.raises(DeviceError, match="cannot import 'slmsuite.hardware.slms.nope.SLM'"):
         rig(slm={"class": "slmsuite.hardware.slms.nope.SLM"}).connect()
@@ -124,6 +124,91 @@ def test_misconfigured_rig_fails_with_what_to_fix():
         rig(roi=[20, 20, 16, 16]).connect()
     with pytest.raises(DeviceError, match="the SLM has \\[32, 32\\] pixels"):
         rig(slm_shape=[64, 64]).connect()
+
+
+SECTION = {"type": "slm_camera_rig", "slm": SLM, "camera": CAMERA, "slm_shape": [32, 32], "roi": [8, 8, 16, 16]}
+
+
+@pytest.mark.parametrize("options, match", [
+    # regression: blocks [0, 16] crashed `hil validate` with a ZeroDivisionError (slm_shape % 0)
+    ({"blocks": [0, 16]}, r"blackbox.blocks\[0\]: must be >= 1, got 0"),
+    ({"blocks": [-4, 4]}, r"blackbox.blocks\[0\]: must be >= 1, got -4"),
+    ({"blocks": [4, 5]}, r"blackbox.blocks\[1\]: must divide slm_shape\[1\] \(32\) evenly, got 5"),
+    ({"blocks": [4]}, r"blackbox.blocks: give \[rows, cols\]"),
+    ({"regions": [0, 2]}, r"blackbox.regions\[0\]: must be >= 1, got 0"),  # the same crash, on regions
+    ({"regions": [2, 3]}, r"blackbox.regions\[1\]: must divide the roi's width \(roi\[3\] = 16\)"),
+    ({"regions": [2, 2, 2]}, r"blackbox.regions: give \[rows, cols\]"),
+    ({"roi": [-1, 8, 16, 16]}, r"blackbox.roi\[0\]: must be >= 0"),
+    ({"roi": [8, -2, 16, 16]}, r"blackbox.roi\[1\]: must be >= 0"),
+    ({"roi": [8, 8, 0, 16]}, r"blackbox.roi\[2\]: the ROI's height must be >= 1, got 0"),
+    ({"roi": [8, 8, 16, -3]}, r"blackbox.roi\[3\]: must be >= 0"),
+    ({"roi": [8, 8, 16]}, r"blackbox.roi: give \[y0, x0, height, width\], got \[8, 8, 16\]"),
+    ({"roi": None}, r"blackbox.roi: give the camera region to read"),
+    ({"slm_shape": [32]}, r"blackbox.slm_shape: give \[rows, cols\]"),
+    ({"slm_shape": [0, 32]}, r"blackbox.slm_shape\[0\]: must be >= 1"),
+    ({"slm_shape": [32, 10**6]}, r"blackbox.slm_shape\[1\]: must be >= 1 and <= 16384"),
+    ({"exposure_s": float("nan")}, r"blackbox.exposure_s: expected a finite number, got nan"),
+    ({"exposure_s": float("inf")}, r"blackbox.exposure_s: expected a finite number, got inf"),
+    ({"exposure_s": 0.0}, r"blackbox.exposure_s: must be > 0, got 0.0"),
+    ({"settle_s": float("nan")}, r"blackbox.settle_s: expected a finite number, got nan"),
+    ({"settle_s": float("inf")}, r"blackbox.settle_s: expected a finite number, got inf"),
+    ({"settle_s": -0.1}, r"blackbox.settle_s: must be >= 0 and <= 60, got -0.1"),
+    ({"settle_s": 61.0}, r"blackbox.settle_s: must be >= 0 and <= 60, got 61.0"),
+    ({"backoff_s": float("inf")}, r"blackbox.backoff_s: expected a finite number, got inf"),
+    ({"retries": -1}, r"blackbox.retries: must be >= 0"),
+    ({"retries": 40}, r"blackbox.retries: with retries 40, the waits between a row's attempts"),
+    ({"phase_min": float("-inf")}, r"blackbox.phase_min: expected a finite number, got -inf"),
+    ({"phase_max": float("nan")}, r"blackbox.phase_max: expected a finite number, got nan"),
+    ({"phase_min": 3.0, "phase_max": 1.0}, r"blackbox.phase_max: must be > phase_min \(3\), got 1"),
+    ({"phase_max": 1e300}, r"blackbox.phase_max: must be >= -3.40282e\+38 and <= 3.40282e\+38, got 1e\+300"),
+    ({"phase_min": -3e38, "phase_max": 3e38}, r"blackbox.phase_max: phase_max - phase_min = 6e\+38 overflows"),
+    ({"frames": 0}, r"blackbox.frames: must be >= 1 and <= 1024, got 0"),
+    ({"max_saturated_fraction": 1.5}, r"blackbox.max_saturated_fraction: must be >= 0 and <= 1, got 1.5"),
+    ({"sleep_scale": float("nan")}, r"blackbox.sleep_scale: expected a finite number, got nan"),
+    ({"slm": {**SLM, "args": 32}}, r"blackbox.slm.args: expected a list of positional arguments, got 32"),
+    ({"camera": {**CAMERA, "kwargs": [1]}}, r"blackbox.camera.kwargs: expected a mapping of keyword arguments"),
+    ({"camera": {**CAMERA, "kwarg": {}}}, r"blackbox.camera.kwarg: unknown key; allowed keys: args, class, kwargs"),
+    ({"slm": {"class": "SimulatedSLM"}}, r"blackbox.slm.class: give the class's import path"),
+    ({"slm_gamma": {"levels": 3, "gamma": 3}}, r"blackbox.slm_gamma.levels: expected a list of at least 2 numbers"),
+    ({"slm_gamma": {"levels": [0, 128], "gamma": [0, float("nan")]}}, r"blackbox.slm_gamma.gamma\[1\]: expected a "
+                                                                      r"finite number, got nan"),
+    ({"slm_gamma": {"levels": [0, 128, 255], "gamma": [0, 1]}}, r"blackbox.slm_gamma.gamma: must have one entry per "
+                                                                r"level \(3\), got 2"),
+    ({"slm_gamma": {"levels": [-1, 128], "gamma": [0, 1]}}, r"blackbox.slm_gamma.levels\[0\]: a display level must "
+                                                            r"be >= 0"),
+    ({"slm_gamma": {"levels": [0, 128]}}, r"blackbox.slm_gamma: missing key 'gamma'"),
+    ({"fourier_affine": {"M": [[1, 0], [0]], "b": [0, 0]}}, r"blackbox.fourier_affine.M: expected a 2 x 2 matrix"),
+    ({"fourier_affine": {"M": [[1, 0], [0, 1]], "b": [0, "x"]}}, r"blackbox.fourier_affine.b\[1\]: expected a "
+                                                                 r"finite number, got 'x'"),
+    ({"fourier_affine": {"M": [[1, 0], [0, 1]]}}, r"blackbox.fourier_affine: missing key 'b'"),
+])
+def test_a_bad_rig_config_is_a_config_error_naming_the_key(options, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_blackbox({**SECTION, **options})
+
+
+def test_a_bad_bench_names_the_bench_section():
+    # a PNN config's rig is its bench: the same checks name the section it sits in
+    with pytest.raises(ConfigError, match=r"^bench.blocks\[1\]: must be >= 1, got 0$"):
+        parse_blackbox({**SECTION, "blocks": [4, 0]}, "bench")
+
+
+def test_hil_validate_reports_blocks_0_without_a_traceback(tmp_path, capsys):
+    from hil.cli import main
+
+    data = yaml.safe_load((ROOT / "configs" / "slm_camera_rig.yaml").read_text())
+    data["blackbox"]["blocks"] = [0, 16]  # crashed `hil validate` with a ZeroDivisionError before
+    cfg = tmp_path / "rig.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "blackbox.blocks[0]: must be >= 1, got 0" in err and "Traceback" not in err
+
+
+def test_calibration_values_for_the_rig_are_accepted():
+    box = parse_blackbox({**SECTION, "slm_gamma": {"levels": [0.0, 128.0, 255.0], "gamma": [0.0, 0.5, 0.99]},
+                          "fourier_affine": {"M": [[100.0, 0.0], [0.0, 100.0]], "b": [16.0, 16.0]}})
+    assert box.options.slm_gamma["levels"] == [0.0, 128.0, 255.0]
 
 
 def test_the_owms_task_runs_on_the_rig_with_only_the_config_changed(tmp_path):

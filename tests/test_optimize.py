@@ -401,7 +401,7 @@ def test_adam_betas_reach_the_step_on_x():
 def test_adam_betas_out_of_range_fail_on_load(tmp_path, key, value):
     data = small_run_config(tmp_path)
     data["optimizer"][key] = value
-    with pytest.raises(ConfigError, match=rf"optimizer.{key} must be in \[0, 1\), got {value}"):
+    with pytest.raises(ConfigError, match=rf"optimizer\.{key}: must be >= 0 and < 1, got {value}"):
         load_run_config(data)
 
 
@@ -461,3 +461,139 @@ def test_a_non_finite_gradient_stops_the_loop_before_it_reaches_the_blackbox():
             built.run()
     assert len(box.received) == 3  # iterations 0, 1, 2 were measured; no query after the bad gradient
 
+
+
+# -- config validation: every number is ranged at its field, errors name the key -----------------------------
+
+
+def _rejects(options, says):
+    """``parse_optimizer(options)`` fails with a message matching ``says`` (a regex)."""
+    with pytest.raises(ConfigError, match=says):
+        parse_optimizer(options)
+
+
+def test_every_optimizer_config_declares_the_range_of_every_number():
+    from hil.config import undeclared_numbers
+    from hil.optim.loop import LoopConfig
+    from hil.registry import OPTIMIZERS
+
+    assert undeclared_numbers(LoopConfig) == []
+    for name in OPTIMIZERS.names():
+        assert undeclared_numbers(OPTIMIZERS.get(name).Config) == [], name
+
+
+@pytest.mark.parametrize("kind", ["gradient", "gradient_tr", "offline", "guided_es"])
+@pytest.mark.parametrize("key", ["lr", "sigma"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "inf", "nan"])
+def test_non_finite_learning_rates_and_sigmas_are_rejected(kind, key, value):
+    # regression: .inf and NaN learning rates and sigmas used to be accepted
+    _rejects({"type": kind, key: value}, rf"^optimizer\.{key}: expected a finite number, got")
+
+
+@pytest.mark.parametrize("kind", ["gradient", "gradient_tr", "offline", "guided_es"])
+@pytest.mark.parametrize("key, value", [("lr", 0), ("lr", -0.01), ("lr", 1.5), ("n_starts", 0),
+                                        ("adam_beta2", -0.5), ("adam_beta1", 1.0)])
+def test_gradient_family_ranges_name_the_key(kind, key, value):
+    _rejects({"type": kind, key: value}, rf"^optimizer\.{key}: must be .*, got {value}")
+
+
+def test_a_huge_learning_rate_is_rejected_before_it_overflows_adam():
+    # regression: lr: 1e300 passed validation and Adam's float32 update raised "value cannot be converted"
+    _rejects({"type": "gradient", "lr": 1e300}, r"^optimizer\.lr: must be > 0 and <= 1, got 1e\+300")
+    _rejects({"type": "guided_es", "lr": 1e300}, r"^optimizer\.lr: must be > 0 and <= 1")
+    assert parse_optimizer({"type": "gradient", "lr": 1.0, "sigma": 1.0}).options.lr == 1.0  # the whole range
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("local_samples", -1, ": must be >= 0"), ("init_samples", -2, ": must be >= 0"), ("sigma", 0, ": must be > 0"),
+    ("sigma", 2.0, ": must be > 0 and <= 1"), ("x0", float("nan"), ": expected a finite number"),
+    ("x0", [1.0, float("inf")], r"\[1\]: expected a finite number"), ("x0", [1.0, True], r"\[1\]: expected a number"),
+])
+def test_gradient_config_errors_name_the_key(key, value, says):
+    _rejects({"type": "gradient", key: value}, rf"^optimizer\.{key}{says}")
+
+
+def test_gradient_x0_is_one_number_or_a_list_of_numbers():
+    assert parse_optimizer({"type": "gradient", "x0": 2}).options.x0 == 2.0
+    assert parse_optimizer({"type": "gradient", "x0": [1, "2.5"]}).options.x0 == [1.0, 2.5]
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("iterations", 0, "must be >= 1, got 0"), ("max_queries", 0, "must be >= 1, got 0"),
+    ("max_wall_s", 0, "must be > 0, got 0"), ("max_wall_s", float("nan"), "expected a finite number"),
+    ("max_wall_s", float("inf"), "expected a finite number"), ("tol", -0.1, "must be >= 0"),
+    ("tol", float("inf"), "expected a finite number"), ("patience", 0, "must be >= 1"),
+    ("seed", -1, "must be >= 0"), ("seed", 2**32, "must be >= 0 and <= "), ("seed", 1.5, "expected an integer"),
+])
+def test_loop_keys_are_ranged_for_every_type(key, value, says):
+    for kind in ("gradient", "random"):
+        _rejects({"type": kind, key: value}, rf"^optimizer\.{key}: {says}")
+
+
+def test_loop_limits_that_are_accepted():
+    loop = parse_optimizer({"type": "random", "max_wall_s": 1.5, "max_queries": None, "seed": 2**32 - 1}).loop
+    assert loop.max_wall_s == 1.5 and loop.max_queries is None and loop.seed == 2**32 - 1
+    assert parse_optimizer({"type": "random", "max_wall_s": None}).loop.max_wall_s is None  # no wall-time limit
+
+
+def test_unknown_key_names_the_key_and_the_type():
+    _rejects({"type": "random", "lr": 0.1},
+             r"^optimizer\.lr: unknown key for type 'random'; allowed keys: .*per_start")
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("sigma", 0.5, "must be >= 1e-06 and < 0.5, got 0.5"), ("alpha", 0, "must be > 0 and <= 1"),
+    ("alpha", 1.5, "must be > 0 and <= 1"), ("beta", 0, "must be > 0"), ("beta", float("inf"), "expected a finite"),
+    ("pairs", 0, "must be >= 1"), ("subspace", 0, "must be >= 1"),
+])
+def test_guided_es_config_errors_name_the_key(key, value, says):
+    _rejects({"type": "guided_es", key: value}, rf"^optimizer\.{key}: {says}")
+
+
+def test_guided_es_sigma_too_small_to_square_is_rejected():
+    # regression: a sigma whose square underflows to 0.0 divided by zero in the ES gradient at the first tell
+    _rejects({"type": "guided_es", "sigma": 1e-200}, r"^optimizer\.sigma: must be >= 1e-06")
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"length_min": 0}, r"length_min: must be > 0 and <= 1"),
+    ({"length_max": float("inf")}, r"length_max: expected a finite number"),
+    ({"length_init": 1.5}, r"length_init: must be > 0 and <= 1"),
+    ({"length_min": 0.05}, r"length_init: must be >= length_min \(0.05\), got 0.02"),
+    ({"length_max": 0.01}, r"length_init: must be <= length_max \(0.01\), got 0.02"),
+    ({"success_tolerance": 0}, r"success_tolerance: must be >= 1"),
+    ({"failure_tolerance": -1}, r"failure_tolerance: must be >= 1"),
+])
+def test_trust_region_config_errors_name_the_key(options, says):
+    _rejects({"type": "gradient_tr", **options}, rf"^optimizer\.{says}")
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"dataset_size": 1}, r"dataset_size: must be >= 2, got 1"),
+    ({"fit_epochs": -1}, r"fit_epochs: must be >= 0"),
+    ({"dataset": "log"}, r"dataset_log: give the path of a query log"),
+    ({"dataset": "log", "dataset_log": " "}, r"dataset_log: give the path of a query log"),
+    ({"start": "top", "n_starts": 20, "dataset_size": 10}, r"n_starts: start: top .* <= dataset_size \(10\), got 20"),
+])
+def test_offline_config_errors_name_the_key(options, says):
+    _rejects({"type": "offline", **options}, rf"^optimizer\.{says}")
+
+
+def test_offline_top_starts_fit_in_a_log_dataset_or_a_large_enough_design():
+    assert parse_optimizer({"type": "offline", "start": "top", "n_starts": 10, "dataset_size": 10}).options
+    # the size of a log dataset is known only when it is read
+    assert parse_optimizer({"type": "offline", "start": "top", "n_starts": 20, "dataset_size": 10,
+                            "dataset": "log", "dataset_log": "x.h5"}).options
+
+
+@pytest.mark.parametrize("key", ["n_starts", "per_start"])
+def test_random_search_counts_are_positive(key):
+    _rejects({"type": "random", key: 0}, rf"^optimizer\.{key}: must be >= 1, got 0")
+    _rejects({"type": "random", key: 1.0}, rf"^optimizer\.{key}: expected an integer")
+
+
+def test_loop_config_errors_name_the_path_the_user_wrote(tmp_path):
+    data = small_run_config(tmp_path)
+    data["optimizer"]["lr"] = float("nan")
+    with pytest.raises(ConfigError, match=r"^optimizer\.lr: expected a finite number, got nan"):
+        load_run_config(data)

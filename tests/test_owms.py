@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from hil.sim_backends.owms import OWMSTwin, TwoSpots, two_spot_target  # noqa: E
 
 from hil.errors import ConfigError, InputError  # noqa: E402
 from hil.run import load_run_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +182,107 @@ def test_report_shows_the_phase_of_macropixels_as_an_image(tmp_path):
     assert images[phase[0]].shape == (6, 10)
     np.testing.assert_array_equal(images[phase[0]], x[1].reshape(6, 10).numpy())
     assert images["its camera image"].shape == (32, 32) and images["target"].shape == (32, 32)
+
+
+# -- the config: every number declared; non-finite, out-of-range and inconsistent geometry fail on parse ----------
+
+INF, NAN = float("inf"), float("nan")
+
+
+def test_camera_pitch_inf_is_a_clean_validate_error_not_a_traceback(tmp_path, capsys):
+    """Regression: ``camera_pitch_m: .inf`` crashed ``hil validate`` with an OverflowError traceback (round(inf))."""
+    from hil.cli import main
+
+    text = (ROOT / "configs" / "owms_twin.yaml").read_text().replace("camera_pitch_m: 1.6e-5", "camera_pitch_m: .inf")
+    assert "camera_pitch_m: .inf" in text
+    cfg = tmp_path / "inf.yaml"
+    cfg.write_text(text)
+    assert main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "hil: error: blackbox.camera_pitch_m: expected a finite number, got inf" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"camera_pitch_m": INF}, r"^blackbox.camera_pitch_m: expected a finite number, got inf"),
+        ({"camera_pitch_m": NAN}, r"^blackbox.camera_pitch_m: expected a finite number, got nan"),
+        ({"slm_pitch_m": NAN}, r"^blackbox.slm_pitch_m: expected a finite number, got nan"),
+        ({"slm_pitch_m": -8e-6}, r"^blackbox.slm_pitch_m: must be > 0, got -8e-06"),
+        ({"wavelength_m": INF}, r"^blackbox.wavelength_m: expected a finite number, got inf"),
+        ({"wavelength_m": 0.0}, r"^blackbox.wavelength_m: must be > 0, got 0.0"),
+        ({"waist_m": NAN}, r"^blackbox.waist_m: expected a finite number, got nan"),
+        ({"waist_m": 1e20}, r"^blackbox.waist_m: must be > 0 and <= 1, got 1e\+20"),  # float32's w^2: NaN beam
+        ({"distance_m": INF}, r"^blackbox.distance_m: expected a finite number, got inf"),
+        ({"distance_m": 1e20}, r"^blackbox.distance_m: must be > 0 and <= 100, got 1e\+20"),
+        ({"power": INF}, r"^blackbox.power: expected a finite number, got inf"),
+        ({"power": 0.0}, r"^blackbox.power: must be > 0 and <= 1e\+30, got 0.0"),
+        ({"beam_offset_m": [NAN, 0.0]}, r"^blackbox.beam_offset_m\[0\]: expected a finite number, got nan"),
+        ({"camera_offset_m": [0.0, INF]}, r"^blackbox.camera_offset_m\[1\]: expected a finite number, got inf"),
+        ({"camera_offset_m": [0.0]}, r"^blackbox.camera_offset_m: must be \[x, y\] in metres"),
+        ({"slm_shape": [60, 0]}, r"^blackbox.slm_shape\[1\]: must be >= 1 and <= 8192, got 0"),
+        ({"slm_shape": [60, 60, 1]}, r"^blackbox.slm_shape: must be \[rows, cols\]"),
+        ({"camera_shape": [-4, 32]}, r"^blackbox.camera_shape\[0\]: must be >= 1"),
+        ({"device": "gpu"}, r"^blackbox.device: must be one of"),
+    ],
+)
+def test_bad_numbers_fail_on_parse_naming_the_key(options, message):
+    from hil.sections import parse_blackbox
+
+    with pytest.raises(ConfigError, match=message):
+        parse_blackbox({"type": "owms_twin", **options})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        # the camera's pixel is not a whole number of SLM pixels
+        ({"camera_pitch_m": 1e-5}, r"^blackbox.camera_pitch_m: must be an integer multiple of slm_pitch_m"),
+        # smaller than the SLM's pixel
+        ({"camera_pitch_m": 4e-6}, r"^blackbox.camera_pitch_m: must be an integer multiple of slm_pitch_m"),
+        # a ratio too large to sample (round() of it would not overflow, the grid would)
+        ({"slm_pitch_m": 1e-300}, r"^blackbox.camera_pitch_m: camera_pitch_m / slm_pitch_m = 1.6e\+295"),
+        ({"camera_pitch_m": 8e-6 * 300}, r"^blackbox.camera_shape: the propagation grid would have 60 SLM \+ "
+                                          r"32 x 300 camera samples = 9660 rows"),
+        # on axis the distance is short: distance_m is at fault
+        ({"distance_m": 0.002}, r"^blackbox.distance_m: 0.002 m is below the critical distance 0.01134 m"),
+        # on axis the distance suffices; the camera's offset is at fault (was reported as distance_m)
+        ({"camera_offset_m": [0.01, 0.0]}, r"^blackbox.camera_offset_m: \[0.01, 0.0\] m moves the camera so far off "
+                                           r"axis that the critical distance becomes 0.2399 m, beyond distance_m = "
+                                           r"0.02 m .* each offset must be <= 0.000379 m"),
+        ({"beam_offset_m": [0.0, -3e-4]}, r"^blackbox.beam_offset_m\[1\]: puts the beam's centre off the SLM"),
+        ({"waist_m": 1e-7}, r"^blackbox.waist_m: must be >= half the SLM pixel"),
+    ],
+)
+def test_inconsistent_geometry_fails_on_parse_naming_the_key_at_fault(options, message):
+    from hil.sections import parse_blackbox
+
+    with pytest.raises(ConfigError, match=message):
+        parse_blackbox({"type": "owms_twin", **options})
+
+
+def test_the_largest_camera_offset_the_message_allows_builds_finite_answers():
+    from hil.sections import parse_blackbox
+
+    ok = parse_blackbox({"type": "owms_twin", "camera_offset_m": [3.7e-4, 0.0],
+                         "beam_offset_m": [2.3e-4, -2.3e-4], "waist_m": 4e-6}).build()
+    with ok:
+        y = ok.query(torch.rand(2, 3600, generator=torch.Generator().manual_seed(0)) * 2 * math.pi)
+    assert torch.isfinite(y).all() and float(y.sum()) > 0
+
+
+def test_two_spots_numbers_and_target_are_checked():
+    from hil.config import parse, undeclared_numbers
+
+    assert undeclared_numbers(OWMSTwin.Config) == [] and undeclared_numbers(TwoSpots.Config) == []
+    for options, message in [({"waist_px": NAN}, r"^objective.waist_px: expected a finite number, got nan"),
+                             ({"waist_px": 0.01}, r"^objective.waist_px: must be >= 0.25, got 0.01"),
+                             ({"separation_px": -1.0}, r"^objective.separation_px: must be >= 0, got -1.0"),
+                             ({"offset_px": [INF, 0.0]}, r"^objective.offset_px\[0\]: expected a finite number"),
+                             ({"offset_px": [1.0]}, r"^objective.offset_px: must be \[x, y\]")]:
+        with pytest.raises(ConfigError, match=message):
+            parse(TwoSpots.Config, options, "objective")
+    far = parse(TwoSpots.Config, {"offset_px": [1e4, 0.0]}, "objective")
+    with pytest.raises(ConfigError, match=r"both spots .* fall outside the 32 x 32 camera image"):
+        TwoSpots.from_config(far, output_shape=(32, 32))

@@ -162,17 +162,39 @@ def test_a_failed_gp_fit_falls_back_to_sobol_points(monkeypatch):
     assert "Sobol" in summary["last_fallback"]
 
 
-@pytest.mark.parametrize("key, value", [
-    ("batch", 0), ("n_init", 1), ("num_restarts", 0), ("raw_samples", 2), ("n_candidates", 0),
-    ("max_train_points", 1), ("fit_maxiter", 0), ("method", "qei"), ("noise", "loud"), ("warm_start", "yes"),
+@pytest.mark.parametrize("key, value, says", [
+    ("batch", 0, "must be >= 1, got 0"), ("n_init", 1, "must be >= 2, got 1"), ("num_restarts", 0, "must be >= 1"),
+    ("raw_samples", 2, r"must be >= num_restarts \(10\), got 2"), ("n_candidates", 0, "must be >= 1"),
+    ("max_train_points", 1, "must be >= 2, got 1"), ("fit_maxiter", 0, "must be >= 1"),
+    ("method", "qei", "'qei' is not allowed"), ("noise", "loud", "'loud' is not allowed"),
+    ("warm_start", "yes", "expected true/false"), ("batch", 2.5, "expected .*null, got 2.5"),
+    ("n_init", float("inf"), "expected .*null, got inf"), ("raw_samples", -1, "must be >= 1, got -1"),
 ])
-def test_bad_config_values_name_the_key(key, value):
-    with pytest.raises(ConfigError, match=rf"optimizer\.{key}"):
+def test_bad_config_values_name_the_key(key, value, says):
+    with pytest.raises(ConfigError, match=rf"^optimizer\.{key}: {says}"):
         parse_optimizer({"type": "botorch", key: value})
 
 
+def test_every_number_of_the_config_is_ranged():
+    from hil.config import undeclared_numbers
+    from hil.optim.bayesopt import BayesOpt
+
+    assert undeclared_numbers(BayesOpt.Config) == []
+    options = parse_optimizer({"type": "botorch", "num_restarts": 4, "raw_samples": 4, "n_init": None}).options
+    assert options.raw_samples == options.num_restarts == 4 and options.n_init is None
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64])
+def test_a_seed_outside_the_generators_range_fails_on_load(seed):
+    # regression: a seed past 64 bits failed with a traceback in the Sobol engine at build time; the loop's seed
+    # range is numpy's (the other peers'), which takes no negative seed
+    with pytest.raises(ConfigError, match=r"^optimizer\.seed: must be >= 0"):
+        parse_optimizer({"type": "botorch", "seed": seed})
+
+
 def test_unknown_key_is_rejected():
-    with pytest.raises(ConfigError, match="unknown key 'q'"):
+    says = r"^optimizer\.q: unknown key for type 'botorch'; allowed keys: .*raw_samples"
+    with pytest.raises(ConfigError, match=says):
         parse_optimizer({"type": "botorch", "q": 4})
 
 

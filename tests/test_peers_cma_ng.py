@@ -161,12 +161,53 @@ def test_cmaes_auto_covariance_is_diagonal_in_high_dimension(cma_registered):
     assert forced.starts[0].es.opts["CMA_diagonal"] is True
 
 
-@pytest.mark.parametrize(("key", "value"), [("sigma0", 0), ("sigma0", 2.0), ("popsize", 1), ("n_starts", 0),
-                                            ("max_restarts", -1), ("incpopsize", 0.5), ("covariance", "sparse"),
-                                            ("restarts", "lpop"), ("x0", "corner")])
-def test_cmaes_bad_config_names_the_key(cma_registered, key, value):
-    with pytest.raises(ConfigError, match=rf"optimizer\.{key}"):
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("sigma0", 0, "must be > 0 and <= 1, got 0"), ("sigma0", 2.0, "must be > 0 and <= 1, got 2.0"),
+    ("sigma0", float("inf"), "expected a finite number"), ("sigma0", float("nan"), "expected a finite number"),
+    ("popsize", 1, r"must be >= 2 and <= 1e\+06, got 1"), ("popsize", 10**9, r"must be >= 2 and <= 1e\+06"),
+    ("n_starts", 0, "must be >= 1, got 0"), ("max_restarts", -1, "must be >= 0, got -1"),
+    ("incpopsize", 0.5, "must be >= 1, got 0.5"), ("incpopsize", float("inf"), "expected a finite number"),
+    ("covariance", "sparse", "'sparse' is not allowed"), ("restarts", "lpop", "'lpop' is not allowed"),
+    ("x0", "corner", "expected .*, got 'corner'"), ("x0", float("nan"), "expected a finite number"),
+    ("x0", [0.1, float("-inf")], r"\[1\]: expected a finite number"),
+])
+def test_cmaes_bad_config_names_the_key(cma_registered, key, value, says):
+    sep = "" if says.startswith("\\") else ": "
+    with pytest.raises(ConfigError, match=rf"^optimizer\.{key}{sep}{says}"):
         parse_optimizer({"type": "cmaes", key: value})
+
+
+def test_cmaes_every_number_is_ranged_and_x0_may_be_a_point(cma_registered):
+    from hil.config import undeclared_numbers
+    from hil.optim.cmaes import CMAES
+
+    assert undeclared_numbers(CMAES.Config) == []
+    assert parse_optimizer({"type": "cmaes", "x0": [0.1, "0.2", 1]}).options.x0 == [0.1, 0.2, 1.0]
+    assert parse_optimizer({"type": "cmaes", "x0": "centre"}).options.x0 == "centre"
+
+
+@pytest.mark.parametrize("options", [{"max_restarts": 20}, {"incpopsize": 1e300}, {"max_restarts": 10**400},
+                                     {"restarts": "bipop", "incpopsize": 10, "max_restarts": 7}])
+def test_cmaes_population_growth_that_would_overflow_fails_on_load(cma_registered, options):
+    # regression: incpopsize ** restarts overflowed (OverflowError) or asked cma for a population it cannot allocate
+    with pytest.raises(ConfigError, match=r"^optimizer\.max_restarts: the last restart's population would be "
+                                          r"incpopsize \*\* max_restarts .* over the limit of 1e\+06"):
+        parse_optimizer({"type": "cmaes", **options})
+
+
+@pytest.mark.parametrize("options", [{"max_restarts": 19}, {"incpopsize": 10, "max_restarts": 6},
+                                     {"incpopsize": 1.0, "max_restarts": 10**400},
+                                     {"restarts": "none", "incpopsize": 1e300, "max_restarts": 100}])
+def test_cmaes_population_growth_within_the_limit_is_accepted(cma_registered, options):
+    assert parse_optimizer({"type": "cmaes", **options}).options.max_restarts == options["max_restarts"]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_cmaes_and_nevergrad_seeds_outside_numpy_range_fail_on_load(cma_registered, ng_registered, seed):
+    # regression: numpy's SeedSequence (cmaes) and RandomState (nevergrad) raised ValueError at build time
+    for kind in ("cmaes", "nevergrad"):
+        with pytest.raises(ConfigError, match=r"^optimizer\.seed: must be >= 0 and <= "):
+            parse_optimizer({"type": kind, "seed": seed})
 
 
 def test_cmaes_without_the_cma_package(cma_registered, monkeypatch):
@@ -264,11 +305,22 @@ def test_ngopt_without_the_nevergrad_package(ng_registered, monkeypatch):
         section.build(box=UnitCubeView(box), objective=TargetDistance(torch.zeros(2)))
 
 
-@pytest.mark.parametrize(("options", "key"), [({"batch": 0}, "batch"), ({"budget": 0}, "budget"),
-                                              ({"optimizer": " "}, "optimizer")])
-def test_ngopt_bad_config_names_the_key(ng_registered, options, key):
-    with pytest.raises(ConfigError, match=rf"optimizer\.{key}"):
+@pytest.mark.parametrize(("options", "says"), [
+    ({"batch": 0}, "batch: must be >= 1, got 0"), ({"budget": 0}, "budget: must be >= 1, got 0"),
+    ({"budget": 1e3}, "budget: expected an integer"), ({"batch": float("nan")}, "batch: expected an integer"),
+    ({"optimizer": " "}, "optimizer: must name a nevergrad optimiser, e.g. NGOpt, got ' '"),
+    ({"optimizer": 3}, "optimizer: expected a string"),
+])
+def test_ngopt_bad_config_names_the_key(ng_registered, options, says):
+    with pytest.raises(ConfigError, match=rf"^optimizer\.{says}"):
         parse_optimizer({"type": "nevergrad", **options})
+
+
+def test_ngopt_every_number_is_ranged(ng_registered):
+    from hil.config import undeclared_numbers
+    from hil.optim.ngopt import NevergradOptimizer
+
+    assert undeclared_numbers(NevergradOptimizer.Config) == []
 
 
 def test_ngopt_unknown_optimizer_name(ng_registered):

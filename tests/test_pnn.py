@@ -129,9 +129,9 @@ def test_pnn_config_errors_name_the_key(tmp_path):
     cfg = _small_config(tmp_path)
     with pytest.raises(ConfigError, match=r"modes\[1\].*allowed values: in_silico"):
         load_pnn_config({**cfg, "modes": ["in_silico", "backprop"]})
-    with pytest.raises(ConfigError, match="training.epochs"):
+    with pytest.raises(ConfigError, match=r"^training\.epochs: must be >= 1, got 0$"):
         load_pnn_config({**cfg, "training": {**cfg["training"], "epochs": 0}})
-    with pytest.raises(ConfigError, match="surrogate.type must be 'surrogate'"):
+    with pytest.raises(ConfigError, match=r"^surrogate\.type: must be 'surrogate'"):
         load_pnn_config({**cfg, "surrogate": {"type": "exact"}})
     with pytest.raises(ConfigError, match="sigma_px"):
         load_pnn_config({**cfg, "bench": {"type": "owms_twin", "wrappers": [{"type": "slm_crosstalk",
@@ -139,6 +139,73 @@ def test_pnn_config_errors_name_the_key(tmp_path):
     mismatched = {**cfg, "model_twin": {"type": "owms_twin"}}
     with pytest.raises(ConfigError, match="model_twin must take and give what the bench does"):
         run_pnn_experiment(load_pnn_config(mismatched), log_path=tmp_path / "x.h5", progress=False)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", math.inf, "expected a finite number, got inf"), ("lr", math.nan, "expected a finite number, got nan"),
+    ("lr", -1e-3, "must be > 0"), ("k", 0, "must be >= 1"), ("recent_fraction", 2.0, "must be >= 0 and <= 1"),
+    ("pairs_per_anchor", 9, "must be <= k (5), got 9"), ("device", "tpu", "must be one of auto"),
+    ("bogus", 1, "unknown key; allowed keys:"),
+])
+def test_errors_in_the_surrogate_section_name_surrogate_not_estimator(tmp_path, key, value, message):
+    cfg = _small_config(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_pnn_config({**cfg, "surrogate": {**cfg["surrogate"], key: value}})
+    assert str(info.value).startswith(f"surrogate.{key}: ") and message in str(info.value), str(info.value)
+    with pytest.raises(ConfigError, match=r"^surrogate\.hidden\[1\]: must be >= 1"):
+        load_pnn_config({**cfg, "surrogate": {**cfg["surrogate"], "hidden": [8, 0]}})
+    with pytest.raises(ConfigError, match=r"^surrogate\.loss: matchopt sorts its data by an objective"):
+        load_pnn_config({**cfg, "surrogate": {**cfg["surrogate"], "loss": "matchopt"}})  # failed in training
+
+
+def test_errors_in_the_model_twin_section_name_model_twin_not_blackbox(tmp_path):
+    cfg = _small_config(tmp_path)
+    twin = cfg["model_twin"]
+    with pytest.raises(ConfigError, match=r"^model_twin\.bogus: unknown key"):
+        load_pnn_config({**cfg, "model_twin": {**twin, "bogus": 1}})
+    with pytest.raises(ConfigError, match=r"^model_twin\.wrappers\[0\]\.type: unknown"):
+        load_pnn_config({**cfg, "model_twin": {**twin, "wrappers": [{"type": "nope"}]}})
+    bad = tmp_path / "twin.yaml"
+    bad.write_text("blackbox: {type: owms_twin, bogus: 1}\n")
+    with pytest.raises(ConfigError, match=r"^model_twin: .*twin\.yaml\.bogus: unknown key"):
+        load_pnn_config({**cfg, "model_twin": str(bad)})
+    with pytest.raises(ConfigError, match=r"^model_twin: config file .*absent\.yaml.* does not exist"):
+        load_pnn_config({**cfg, "model_twin": str(tmp_path / "absent.yaml")})
+
+
+@pytest.mark.parametrize("training, path, message", [
+    ({"lr": math.inf}, "lr", "expected a finite number, got inf"),
+    ({"lr": math.nan}, "lr", "expected a finite number, got nan"),
+    ({"batch_size": 0}, "batch_size", "must be >= 1"),
+    ({"test_fraction": 1.0}, "test_fraction", "must be > 0 and < 1, got 1.0"),
+    ({"test_fraction": math.nan}, "test_fraction", "expected a finite number"),
+    ({"warmup_queries": -1}, "warmup_queries", "must be >= 0"),
+    ({"warmup_epochs": -1}, "warmup_epochs", "must be >= 0"),
+    ({"seeds": []}, "seeds", "give at least one seed"),
+    ({"seeds": [0, 1, 0]}, "seeds[2]", "seed 0 is listed twice"),
+    ({"seeds": [0, 2**64]}, "seeds[1]", "must be >= 0 and <= "),  # would overflow torch.manual_seed
+])
+def test_training_options_are_checked_naming_the_path(tmp_path, training, path, message):
+    cfg = _small_config(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_pnn_config({**cfg, "training": {**cfg["training"], **training}})
+    assert str(info.value).startswith(f"training.{path}: ") and message in str(info.value), str(info.value)
+
+
+def test_modes_calibrations_and_top_level_keys_name_the_path(tmp_path):
+    cfg = _small_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"^modes\[1\]: 'in_silico' is listed twice"):
+        load_pnn_config({**cfg, "modes": ["in_silico", "in_silico"]})
+    with pytest.raises(ConfigError, match=r"^modes: give at least one mode"):
+        load_pnn_config({**cfg, "modes": []})
+    with pytest.raises(ConfigError, match=r"^calibrations\.max_age_h: expected a finite number, got inf"):
+        load_pnn_config({**cfg, "calibrations": {"records": [], "max_age_h": math.inf}})
+    with pytest.raises(ConfigError, match=r"^calibrations\.max_age_h: must be > 0"):
+        load_pnn_config({**cfg, "calibrations": {"max_age_h": 0}})
+    with pytest.raises(ConfigError, match=r"^calibrations\[0\]: expected a string, got 3"):
+        load_pnn_config({**cfg, "calibrations": [3]})
+    with pytest.raises(ConfigError, match=r"^traning: unknown key; allowed keys: "):
+        load_pnn_config({**cfg, "traning": {}})
 
 
 def test_hil_run_points_pnn_configs_to_hil_pnn(capsys):

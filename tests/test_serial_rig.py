@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from hil.errors import ConfigError, DeviceError, PartialAnswerError
 from hil.querylog import QueryLog, read_log
@@ -71,6 +72,42 @@ def test_config_and_board_mismatch_fail_with_what_to_fix(firmware):
     with pytest.raises(DeviceError, match="cannot open serial port /nonexistent.*check the cable"):
         board("/nonexistent/tty").connect()
 
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"baudrate": 0}, r"blackbox.baudrate: must be >= 1 and <= 2e\+07, got 0"),  # regression: 0 was accepted
+    ({"baudrate": -9600}, r"blackbox.baudrate: must be >= 1"),
+    ({"baudrate": 10**12}, r"blackbox.baudrate: must be >= 1 and <= 2e\+07"),
+    ({"baudrate": 115200.5}, r"blackbox.baudrate: expected an integer"),
+    ({"n_dac": 0}, r"blackbox.n_dac: must be >= 1 and <= 4096, got 0"),
+    ({"n_adc": 10**9}, r"blackbox.n_adc: must be >= 1 and <= 4096"),
+    ({"dac_min_v": float("nan")}, r"blackbox.dac_min_v: expected a finite number, got nan"),
+    ({"dac_max_v": float("inf")}, r"blackbox.dac_max_v: expected a finite number, got inf"),
+    ({"dac_min_v": float("-inf")}, r"blackbox.dac_min_v: expected a finite number, got -inf"),
+    ({"dac_min_v": 3.0, "dac_max_v": 1.0}, r"blackbox.dac_max_v: must be > dac_min_v \(3\), got 1"),
+    ({"dac_min_v": -3e38, "dac_max_v": 3e38}, r"blackbox.dac_max_v: dac_max_v - dac_min_v = 6e\+38 overflows"),
+    ({"timeout_s": 0.0}, r"blackbox.timeout_s: must be > 0 and <= 3600, got 0.0"),
+    ({"timeout_s": float("nan")}, r"blackbox.timeout_s: expected a finite number, got nan"),
+    ({"settle_s": float("inf")}, r"blackbox.settle_s: expected a finite number, got inf"),
+    ({"backoff_s": -0.01}, r"blackbox.backoff_s: must be >= 0 and <= 60, got -0.01"),
+    ({"retries": 101}, r"blackbox.retries: must be >= 0 and <= 100, got 101"),
+    ({"retries": 30, "backoff_s": 1.0}, r"blackbox.retries: with retries 30, the waits .* add up to 1.074e\+09 s"),
+])
+def test_a_bad_serial_config_is_a_config_error_naming_the_key(options, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_blackbox({"type": "serial_board", "port": "/dev/ttyACM0", **options})
+
+
+def test_a_bad_serial_config_in_a_config_file_fails_hil_validate(tmp_path, capsys):
+    from hil.cli import main
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "serial_board.yaml").read_text())
+    data["blackbox"]["baudrate"] = 0
+    cfg = tmp_path / "board.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "blackbox.baudrate: must be >= 1" in err and "Traceback" not in err
 
 def test_declared_limits_hold_when_the_optimiser_pushes_past_them(firmware, tmp_path):
     from hil.run import execute, load_run_config

@@ -97,3 +97,31 @@ def test_the_view_maps_queries_and_keeps_the_inner_log_purposes():
         y = view.query(torch.tensor([[0.5, 0.9, 1.2]]), purpose="probe", iteration=3)  # 1.2 is clipped to the cube
     assert y[0].tolist() == pytest.approx([1e-5, 4.0, 1.0], rel=1e-5)
     assert box.stats.by_purpose == {"probe": 1} and view.stats.queries == 1
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "gradient", "n_starts": 2}, {"type": "cmaes", "n_starts": 2}])
+def test_a_physical_starting_point_is_checked_finite_on_load_and_against_the_bounds_on_build(optimizer):
+    from hil.errors import ConfigError
+
+    if optimizer["type"] == "cmaes":
+        pytest.importorskip("cma")
+        import hil.optim.cmaes  # noqa: F401  (registers "cmaes")
+    with pytest.raises(ConfigError, match=r"^optimizer\.x0\[2\]: expected a finite number, got nan"):
+        parse_optimizer({**optimizer, "x0": [1e-5, 2, float("nan")]})
+    box = MixedSpaceBox()
+    objective = TargetDistance(torch.tensor([3e-6, 3.0, 0.2]))
+    estimator = None
+    if optimizer["type"] == "gradient":
+        from hil.estimators import SurrogateEstimator
+        from hil.surrogate import SurrogateConfig
+
+        estimator = SurrogateEstimator(SurrogateConfig(loss="mse", hidden=[16], epochs=1))
+    with box:
+        view = UnitCubeView(box)
+        inside = parse_optimizer({**optimizer, "x0": [1e-5, 2, 0.5]})
+        inside.build(box=view, objective=objective, estimator=estimator)
+        for x0, says in (([1e-5, 2, 1.5], r"x0\[2\] = 1.5 is outside input 2's bounds \[-1, 1\]"),
+                         ([1e-5, 2], "x0: expected one number or a list of 3 numbers")):
+            section = parse_optimizer({**optimizer, "x0": x0})  # the length and the bounds need the blackbox
+            with pytest.raises(ConfigError, match=rf"^optimizer\.{says}"):
+                section.build(box=view, objective=objective, estimator=estimator)

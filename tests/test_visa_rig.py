@@ -51,6 +51,39 @@ def test_simulated_rig_error_replies_become_clear_errors():
         rig("")
 
 
+
+@pytest.mark.parametrize("options, match", [
+    ({"v_min": float("nan")}, r"blackbox.v_min: expected a finite number, got nan"),
+    ({"v_max": float("inf")}, r"blackbox.v_max: expected a finite number, got inf"),
+    ({"v_min": 2.0, "v_max": 1.0}, r"blackbox.v_max: must be > v_min \(2\), got 1"),
+    ({"v_min": 1.0, "v_max": 1.00000001}, r"blackbox.v_max: must differ from v_min \(1\) in float32"),
+    ({"v_max": 1e39}, r"blackbox.v_max: must be >= -3.40282e\+38 and <= 3.40282e\+38"),
+    ({"n_inputs": 0}, r"blackbox.n_inputs: must be >= 1 and <= 4096, got 0"),
+    ({"n_outputs": -1}, r"blackbox.n_outputs: must be >= 1"),
+    ({"timeout_s": float("inf")}, r"blackbox.timeout_s: expected a finite number, got inf"),
+    ({"timeout_s": 0.0}, r"blackbox.timeout_s: must be >= 0.001"),  # VISA timeouts are whole ms: 0 ms never waits
+    ({"timeout_s": 1e-4}, r"blackbox.timeout_s: must be >= 0.001"),
+    ({"settle_s": float("nan")}, r"blackbox.settle_s: expected a finite number, got nan"),
+    ({"reconnect_timeout_s": -1.0}, r"blackbox.reconnect_timeout_s: must be >= 0, got -1.0"),
+    ({"retries": 3.5}, r"blackbox.retries: expected an integer, got 3.5"),
+    ({"set_command": "SOUR:VOLT"}, r"blackbox.set_command: must contain \{values\} or \{channel\}"),
+    ({"set_command": "SOUR{channel}:VOLT"}, r"blackbox.set_command: sends the value nowhere"),
+    # templates that only failed (KeyError, ValueError) when the first row was sent
+    ({"set_command": "SOUR:VOLT:LIST {values} {unit}"}, r"blackbox.set_command: cannot fill .* \(KeyError: 'unit'\)"),
+    ({"set_command": "SOUR{channel}:VOLT {value"}, r"blackbox.set_command: cannot fill .*ValueError"),
+    ({"measure_query": "MEAS{channel}:VOLT? {range}"}, r"blackbox.measure_query: cannot fill .*KeyError: 'range'"),
+    ({"nope": 1}, r"blackbox.nope: unknown key; allowed keys: "),
+])
+def test_a_bad_visa_config_is_a_config_error_naming_the_key(options, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_blackbox({"type": "visa_rig", "resource": "TCPIP::192.0.2.10::5025::SOCKET", **options})
+
+
+def test_per_channel_templates_with_format_specs_are_accepted():
+    box = rig("TCPIP::192.0.2.10::5025::SOCKET", set_command="SOUR{channel}:VOLT {value:>10}",
+              measure_query="MEAS{channel:d}:VOLT?")
+    assert box.config.set_command == "SOUR{channel}:VOLT {value:>10}"
+
 def test_loopback_over_tcp_with_nagle_off_answers_the_physical_response():
     from hil.drivers.fake_firmware import Board, physical_response
 

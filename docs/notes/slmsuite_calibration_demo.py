@@ -27,11 +27,11 @@ import numpy as np
 
 warnings.filterwarnings("ignore")          # cupy-missing / power-of-two chatter
 
-from slmsuite.hardware.slms.simulated import SimulatedSLM
-from slmsuite.hardware.cameras.simulated import SimulatedCamera, GaussianDetectorNoise
-from slmsuite.hardware.cameraslms import FourierSLM
-import slmsuite.hardware.slms.slm as _slm_module
-import slmsuite.hardware.cameraslms._settle as _settle_module
+import slmsuite.hardware.cameraslms._settle as _settle_module  # noqa: E402 (after the warnings filter, on purpose)
+import slmsuite.hardware.slms.slm as _slm_module  # noqa: E402 (after the warnings filter, on purpose)
+from slmsuite.hardware.cameras.simulated import GaussianDetectorNoise, SimulatedCamera  # noqa: E402 (after the warnings filter, on purpose)
+from slmsuite.hardware.cameraslms import FourierSLM  # noqa: E402 (after the warnings filter, on purpose)
+from slmsuite.hardware.slms.simulated import SimulatedSLM  # noqa: E402 (after the warnings filter, on purpose)
 
 # settle_calibrate's default vector (.005, .005) kxy lands 5 px from the 0th order here and
 # its default window (16 spot radii = 29 px) then contains the 0th order: no step is seen.

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hil.config import PositiveFloat, check, parse
 from hil.errors import CalibrationError, ConfigError
 from hil.sections import parse_blackbox
 
@@ -158,27 +159,25 @@ class CalibrationsSection:
     """``calibrations: [a.json, b.json]`` or ``calibrations: {records: [...], max_age_h: 24}``."""
 
     records: list[str] = field(default_factory=list)
-    max_age_h: float = DEFAULT_MAX_AGE_H
+    max_age_h: PositiveFloat = DEFAULT_MAX_AGE_H
+
+    def __post_init__(self) -> None:
+        for i, record in enumerate(self.records):
+            check(bool(record), f"records[{i}]", "expected a record file path, got ''")
 
 
 def parse_calibrations(data: Any, where: str = "calibrations") -> CalibrationsSection:
     if data is None:
         return CalibrationsSection()
-    if isinstance(data, (list, tuple)):
-        data = {"records": list(data)}
+    if isinstance(data, (list, tuple)):  # the short form: the list of records
+        try:
+            return parse(CalibrationsSection, {"records": list(data)}, where)
+        except ConfigError as exc:  # name the entries as written: calibrations[1], not calibrations.records[1]
+            raise ConfigError(str(exc).replace(f"{where}.records", where, 1)) from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a list of record files or {{records: [...], max_age_h: N}}, "
                           f"got {data!r}")
-    unknown = sorted(set(data) - {"records", "max_age_h"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: max_age_h, records")
-    records = data.get("records", [])
-    if not isinstance(records, (list, tuple)) or not all(isinstance(r, str) and r for r in records):
-        raise ConfigError(f"{where}.records: expected a list of record file paths, got {records!r}")
-    age = data.get("max_age_h", DEFAULT_MAX_AGE_H)
-    if isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age) or age <= 0:
-        raise ConfigError(f"{where}.max_age_h: expected a positive number of hours, got {age!r}")
-    return CalibrationsSection(list(records), float(age))
+    return parse(CalibrationsSection, data, where)
 
 
 def load_records(section: CalibrationsSection, rig_section: Mapping[str, Any], where: str = "blackbox", *,

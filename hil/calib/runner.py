@@ -90,14 +90,17 @@ def parse_calibrate(data: Any, where: str = "calibrate") -> tuple[dict[str, dict
                           f"got {data!r}")
     names = CALIBRATIONS.names()
     skip = data.get("skip", [])
-    if not isinstance(skip, list) or any(n not in names for n in skip):
+    if not isinstance(skip, list):
         raise ConfigError(f"{where}.skip: expected a list of calibrations ({', '.join(names)}), got {skip!r}")
+    for i, n in enumerate(skip):
+        if not isinstance(n, str) or n not in names:
+            raise ConfigError(f"{where}.skip[{i}]: {n!r} is not a calibration; allowed: {', '.join(names)}")
     options: dict[str, dict[str, Any]] = {}
     for name, opts in data.items():
         if name == "skip":
             continue
         if name not in names:
-            raise ConfigError(f"{where}: unknown calibration {name!r}; allowed: {', '.join(names)}, skip")
+            raise ConfigError(f"{where}.{name}: unknown calibration; allowed: {', '.join(names)}, skip")
         parse(CALIBRATIONS.get(name).Config, opts, f"{where}.{name}")
         options[name] = dict(opts or {})
     return options, list(skip)
@@ -112,7 +115,11 @@ def parse_options(cls: type[Calibration], pairs: Sequence[str], name: str,
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--option {pair!r}: expected KEY=VALUE")
-        raw[key.strip()] = yaml.safe_load(value)
+        try:
+            raw[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--option {pair!r}: the value is not valid YAML ({exc.__class__.__name__}); quote "
+                              f"a string, e.g. {key.strip()}='\"...\"'") from None
     return parse(cls.Config, raw, f"calibration {name} options")
 
 

@@ -74,15 +74,18 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 
-from hil.config import require
+from hil.config import PositiveInt, Range, check
 from hil.errors import ConfigError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, make_ask, minimisation_values
 from hil.registry import OPTIMIZERS
+
+#: a count of points a GP is fitted on: at least two
+AtLeastTwo = Annotated[int, Range(ge=2)]
 
 #: ``method: auto`` uses ``gp_logei`` up to this dimension and ``turbo`` above
 AUTO_TURBO_ABOVE = 20
@@ -146,30 +149,21 @@ class BayesOpt(Optimizer):
     @dataclass
     class Config:
         method: Literal["auto", "gp_logei", "turbo"] = "auto"
-        batch: int | None = None  # candidates per round; None: from the method and the budget
-        n_init: int | None = None  # Sobol design (per TuRBO instance); None: 2d+1 (gp_logei) / 2d (turbo), capped
-        num_restarts: int = 10  # optimize_acqf (gp_logei)
-        raw_samples: int = 512  # optimize_acqf (gp_logei)
-        n_candidates: int | None = None  # Thompson-sampling candidates (turbo); None: tutorial's, capped
-        max_train_points: int | None = None  # GP training set cap; None: 500 (gp_logei) / 300 (turbo)
+        batch: PositiveInt | None = None  # candidates per round; None: from the method and the budget
+        #: Sobol design (per TuRBO instance), at least 2 (a GP needs two points); None: 2d+1 (gp_logei) / 2d (turbo),
+        #: capped
+        n_init: AtLeastTwo | None = None
+        num_restarts: PositiveInt = 10  # optimize_acqf (gp_logei)
+        raw_samples: PositiveInt = 512  # optimize_acqf (gp_logei); at least num_restarts
+        n_candidates: PositiveInt | None = None  # Thompson-sampling candidates (turbo); None: tutorial's, capped
+        max_train_points: AtLeastTwo | None = None  # GP training set cap; None: 500 (gp_logei) / 300 (turbo)
         noise: Literal["auto", "learned", "small"] = "auto"
         warm_start: bool = True  # start each GP fit from the previous round's hyperparameters
-        fit_maxiter: int | None = None  # L-BFGS-B iterations per GP fit; None: 200 / 50 / 25 by d
+        fit_maxiter: PositiveInt | None = None  # L-BFGS-B iterations per GP fit; None: 200 / 50 / 25 by d
 
         def __post_init__(self) -> None:
-            require(self.batch is None or self.batch >= 1, f"optimizer.batch must be >= 1 or null, got {self.batch}")
-            require(self.n_init is None or self.n_init >= 2,
-                    f"optimizer.n_init must be >= 2 (a GP needs two points) or null, got {self.n_init}")
-            require(self.num_restarts >= 1, f"optimizer.num_restarts must be >= 1, got {self.num_restarts}")
-            require(self.raw_samples >= self.num_restarts,
-                    f"optimizer.raw_samples must be >= optimizer.num_restarts ({self.num_restarts}), "
-                    f"got {self.raw_samples}")
-            require(self.n_candidates is None or self.n_candidates >= 1,
-                    f"optimizer.n_candidates must be >= 1 or null, got {self.n_candidates}")
-            require(self.max_train_points is None or self.max_train_points >= 2,
-                    f"optimizer.max_train_points must be >= 2 or null, got {self.max_train_points}")
-            require(self.fit_maxiter is None or self.fit_maxiter >= 1,
-                    f"optimizer.fit_maxiter must be >= 1 or null, got {self.fit_maxiter}")
+            check(self.raw_samples >= self.num_restarts, "raw_samples",
+                  f"must be >= num_restarts ({self.num_restarts}), got {self.raw_samples}")
 
     def __init__(self, config: Config, *, d: int, sense: str = "min", seed: int = 0,
                  budget: int | None = None) -> None:

@@ -15,14 +15,13 @@ and ``sigma`` are fractions of each input's range (of its log range on a log sca
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import require
+from hil.config import FiniteFloat, NonNegativeInt, PositiveInt, Range
 from hil.errors import EstimatorError
 from hil.estimators import GradientEstimator
 from hil.objectives import Objective
@@ -48,36 +47,29 @@ def select_best(x: torch.Tensor, y: torch.Tensor, obj: torch.Tensor, start: torc
     return x[chosen], y[chosen], obj[chosen]
 
 
-def _finite(name: str, value: float) -> None:
-    require(math.isfinite(value), f"optimizer.{name} must be a finite number, got {value}")
+#: Adam's moment decay rates: in [0, 1) (1 never forgets the first gradient and divides by zero in the bias correction)
+AdamBeta = Annotated[float, Range(ge=0, lt=1)]
+#: a step or a spread in the unit cube, a fraction of each input's range: > 0 and at most the whole range (a larger
+#: Adam learning rate only lands on the bounds, and past float32's range it overflows inside Adam's update)
+UnitStep = Annotated[float, Range(gt=0, le=1)]
 
 
 @dataclass
 class GradientConfig:
-    n_starts: int = 16
-    lr: float = 0.02
+    n_starts: PositiveInt = 16
+    lr: UnitStep = 0.02
     #: Adam's moment decay rates for the step on x. Momentum (beta1) keeps successive steps parallel, so a
-    #: surrogate trained on the path sees its Jacobian along few directions (README, CNON benchmark)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    local_samples: int = 0
-    sigma: float = 0.05
+    #: surrogate trained on the path sees its Jacobian along few directions (docs/estimator-studies.md, CNON)
+    adam_beta1: AdamBeta = 0.9
+    adam_beta2: AdamBeta = 0.999
+    local_samples: NonNegativeInt = 0
+    sigma: UnitStep = 0.05
     init: Literal["uniform", "lhs"] = "uniform"
-    #: every start from this physical point instead (one number broadcasts; e.g. a paper's starting point)
-    x0: float | list[float] | None = None
+    #: every start from this physical point instead (one number broadcasts; e.g. a paper's starting point); its
+    #: length and the blackbox's bounds are checked when the optimiser is built on the blackbox
+    x0: FiniteFloat | list[FiniteFloat] | None = None
     #: a Latin-hypercube design measured before the first iteration (Algorithm 1's D), fed to the estimator
-    init_samples: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "adam_beta1", "adam_beta2", "sigma"):
-            _finite(name, getattr(self, name))
-        require(self.n_starts >= 1, f"optimizer.n_starts must be >= 1, got {self.n_starts}")
-        require(self.lr > 0, f"optimizer.lr must be > 0, got {self.lr}")
-        require(0 <= self.adam_beta1 < 1, f"optimizer.adam_beta1 must be in [0, 1), got {self.adam_beta1}")
-        require(0 <= self.adam_beta2 < 1, f"optimizer.adam_beta2 must be in [0, 1), got {self.adam_beta2}")
-        require(self.local_samples >= 0, f"optimizer.local_samples must be >= 0, got {self.local_samples}")
-        require(self.sigma > 0, f"optimizer.sigma must be > 0, got {self.sigma}")
-        require(self.init_samples >= 0, "optimizer.init_samples must be >= 0")
+    init_samples: NonNegativeInt = 0
 
 
 @OPTIMIZERS.register("gradient")

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import require
+from hil.config import PositiveFloat, PositiveInt, Range
 from hil.estimators import GradientEstimator
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, minimisation_values
+from hil.optim.gradient import AdamBeta, UnitStep
 from hil.registry import OPTIMIZERS
 
 
@@ -39,27 +40,18 @@ class GuidedES(Optimizer):
 
     @dataclass
     class Config:
-        n_starts: int = 1
-        pairs: int = 4          # P antithetic pairs per iteration and start
-        sigma: float = 0.02     # perturbation scale, a fraction of each input's range
-        alpha: float = 0.5      # share of the isotropic part of the search covariance
-        beta: float = 2.0       # gradient scale (the paper's beta)
-        subspace: int = 1       # k surrogate gradients kept per start
-        lr: float = 0.02        # Adam step on the unit cube
-        adam_beta1: float = 0.9
-        adam_beta2: float = 0.999
-
-        def __post_init__(self) -> None:
-            for name in ("sigma", "alpha", "beta", "lr", "adam_beta1", "adam_beta2"):
-                require(math.isfinite(getattr(self, name)), f"optimizer.{name} must be a finite number")
-            require(self.n_starts >= 1, f"optimizer.n_starts must be >= 1, got {self.n_starts}")
-            require(self.pairs >= 1, f"optimizer.pairs must be >= 1, got {self.pairs}")
-            require(0 < self.sigma < 0.5, f"optimizer.sigma must be in (0, 0.5), got {self.sigma}")
-            require(0 < self.alpha <= 1, f"optimizer.alpha must be in (0, 1], got {self.alpha}")
-            require(self.beta > 0, f"optimizer.beta must be > 0, got {self.beta}")
-            require(self.subspace >= 1, f"optimizer.subspace must be >= 1, got {self.subspace}")
-            require(self.lr > 0, f"optimizer.lr must be > 0, got {self.lr}")
-            require(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "optimizer.adam_beta1/2 must be in [0, 1)")
+        n_starts: PositiveInt = 1
+        pairs: PositiveInt = 4  # P antithetic pairs per iteration and start
+        #: perturbation scale of the isotropic part, a fraction of each input's range. At least 1e-6: a smaller
+        #: perturbation is lost in a float32 point of the unit cube (resolution ~1e-7), and the ES gradient divides
+        #: by ``sigma**2``, which is 0.0 below ~1e-154
+        sigma: Annotated[float, Range(ge=1e-6, lt=0.5)] = 0.02
+        alpha: Annotated[float, Range(gt=0, le=1)] = 0.5  # share of the isotropic part of the search covariance
+        beta: PositiveFloat = 2.0  # gradient scale (the paper's beta)
+        subspace: PositiveInt = 1  # k surrogate gradients kept per start
+        lr: UnitStep = 0.02  # Adam step on the unit cube
+        adam_beta1: AdamBeta = 0.9
+        adam_beta2: AdamBeta = 0.999
 
     def __init__(self, config: Config, *, box: BlackBox, objective: Objective, estimator: GradientEstimator,
                  seed: int = 0) -> None:

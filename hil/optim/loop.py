@@ -18,35 +18,37 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from hil.config import require
+from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from hil.errors import OptimizerError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer
 from hil.space import UnitCubeView
 
+#: the largest ``seed``: numpy's ``RandomState`` (nevergrad's parametrization) takes ``[0, 2**32 - 1]``
+MAX_SEED = 2**32 - 1
+
 
 @dataclass
 class LoopConfig:
-    """The loop's keys of the ``optimizer:`` section (the rest belong to the optimiser ``type``)."""
+    """The loop's keys of the ``optimizer:`` section (the rest belong to the optimiser ``type``).
 
-    iterations: int = 200
-    max_queries: int | None = None
-    max_wall_s: float | None = None
-    tol: float = 0.0
-    patience: int = 25
-    seed: int = 0
+    ``max_wall_s: null`` (the default) sets no wall-time limit; a limit is a finite number of seconds > 0.
+    ``.inf`` is refused rather than read as "no limit": ``null`` already says that, and the resolved config is
+    stored in the query log as JSON, which has no infinity. ``seed`` seeds every optimiser's generators, and
+    numpy's legacy ``RandomState`` (nevergrad) takes seeds in ``[0, 2**32 - 1]`` only.
+    """
 
-    def __post_init__(self) -> None:
-        require(self.iterations >= 1, f"optimizer.iterations must be >= 1, got {self.iterations}")
-        require(self.max_queries is None or self.max_queries >= 1, "optimizer.max_queries must be >= 1 or null")
-        require(self.max_wall_s is None or (math.isfinite(self.max_wall_s) and self.max_wall_s > 0),
-                "optimizer.max_wall_s must be a finite number of seconds > 0, or null")
-        require(math.isfinite(self.tol) and self.tol >= 0, "optimizer.tol must be a finite number >= 0")
-        require(self.patience >= 1, "optimizer.patience must be >= 1")
+    iterations: PositiveInt = 200
+    max_queries: PositiveInt | None = None
+    max_wall_s: PositiveFloat | None = None
+    tol: NonNegativeFloat = 0.0
+    patience: PositiveInt = 25
+    seed: Annotated[int, Range(ge=0, le=MAX_SEED)] = 0
 
 
 @dataclass

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import require
+from hil.config import PositiveInt, check
 from hil.errors import ConfigError, OptimizerError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, make_ask, minimisation_values
@@ -191,13 +191,12 @@ class NevergradOptimizer(Optimizer):
     @dataclass
     class Config:
         optimizer: str = "NGOpt"
-        batch: int = 1
-        budget: int = 1000
+        batch: PositiveInt = 1  # nevergrad's num_workers: candidates asked per round
+        budget: PositiveInt = 1000  # the budget nevergrad plans for when the run has no max_queries
 
         def __post_init__(self) -> None:
-            require(bool(self.optimizer.strip()), "optimizer.optimizer must name a nevergrad optimiser, e.g. NGOpt")
-            require(self.batch >= 1, f"optimizer.batch must be >= 1, got {self.batch}")
-            require(self.budget >= 1, f"optimizer.budget must be >= 1, got {self.budget}")
+            check(bool(self.optimizer.strip()), "optimizer",
+                  f"must name a nevergrad optimiser, e.g. NGOpt, got {self.optimizer!r}")
 
     def __init__(self, config: Config, *, box: BlackBox, objective: Objective | None = None, seed: int = 0,
                  budget: int | None = None) -> None:

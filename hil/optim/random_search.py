@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import require
+from hil.config import PositiveInt
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, make_ask
 from hil.registry import OPTIMIZERS
@@ -24,13 +24,9 @@ from hil.sampling import latin_hypercube
 class RandomSearch(Optimizer):
     @dataclass
     class Config:
-        n_starts: int = 16
-        per_start: int = 1
+        n_starts: PositiveInt = 16
+        per_start: PositiveInt = 1
         init: Literal["uniform", "lhs"] = "uniform"
-
-        def __post_init__(self) -> None:
-            require(self.n_starts >= 1, f"optimizer.n_starts must be >= 1, got {self.n_starts}")
-            require(self.per_start >= 1, f"optimizer.per_start must be >= 1, got {self.per_start}")
 
     def __init__(self, config: Config, *, box: BlackBox, seed: int = 0) -> None:
         self.cfg = config

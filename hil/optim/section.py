@@ -66,7 +66,7 @@ def parse_optimizer(data: Any, where: str = "optimizer") -> OptimizerSection:
     own = {f.name for f in dataclasses.fields(cls.Config)}
     unknown = [k for k in data if k not in own and k not in LOOP_KEYS]
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} for type {name!r}; allowed keys: "
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key for type {name!r}; allowed keys: "
                           f"{', '.join(sorted(own | set(LOOP_KEYS) | {'type'}))}")
     loop = parse(LoopConfig, {k: v for k, v in data.items() if k in LOOP_KEYS}, where)
     options = parse(cls.Config, {k: v for k, v in data.items() if k not in LOOP_KEYS}, where)

@@ -19,30 +19,26 @@ from typing import Any
 
 import torch
 
-from hil.config import require
+from hil.config import PositiveInt, check
 from hil.optim.base import Ask
-from hil.optim.gradient import GradientConfig, GradientOptimizer
+from hil.optim.gradient import GradientConfig, GradientOptimizer, UnitStep
 from hil.registry import OPTIMIZERS
 
 
 @dataclass
 class TrustRegionConfig(GradientConfig):
-    length_init: float = 0.02     # the first trust length (Adam's lr) per start, in unit-cube units
-    length_min: float = 0.002
-    length_max: float = 0.08
-    success_tolerance: int = 3
-    failure_tolerance: int = 5
+    length_init: UnitStep = 0.02     # the first trust length (Adam's lr) per start, in unit-cube units
+    length_min: UnitStep = 0.002
+    length_max: UnitStep = 0.08
+    success_tolerance: PositiveInt = 3
+    failure_tolerance: PositiveInt = 5
     restart: bool = True
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("length_init", "length_min", "length_max"):
-            value = getattr(self, name)
-            require(math.isfinite(value) and 0 < value <= 1, f"optimizer.{name} must be in (0, 1], got {value}")
-        require(self.length_min <= self.length_init <= self.length_max,
-                "optimizer.length_min <= length_init <= length_max must hold")
-        require(self.success_tolerance >= 1, "optimizer.success_tolerance must be >= 1")
-        require(self.failure_tolerance >= 1, "optimizer.failure_tolerance must be >= 1")
+        check(self.length_min <= self.length_init, "length_init",
+              f"must be >= length_min ({self.length_min}), got {self.length_init}")
+        check(self.length_init <= self.length_max, "length_init",
+              f"must be <= length_max ({self.length_max}), got {self.length_init}")
 
 
 @OPTIMIZERS.register("gradient_tr")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxSpec
+from hil.config import PositiveInt
 from hil.registry import BLACKBOXES
 
 
@@ -17,7 +18,7 @@ class ShiftedBox(BlackBox):
 
     @dataclass
     class Config:
-        dim: int = 3
+        dim: PositiveInt = 3
 
     def __init__(self, dim: int = 3) -> None:
         super().__init__(BlackBoxSpec("hil_test_shifted", dim, -2.0, 3.0, (dim,)))
