@@ -21,13 +21,11 @@ import numpy as np
 import torch
 
 from hil.errors import DeviceError, InputError, NotConnectedError, PartialAnswerError
+from hil.purposes import PURPOSES
 
 OutOfBounds = Literal["reject", "clip"]
 Scale = Literal["linear", "log"]
 
-#: Why a query was made; stored in the log's ``purpose`` column (append only: logs store the index).
-#: ``population``: a member of a population method's generation (CMA-ES, evolution strategies, a BO batch).
-PURPOSES = ("step", "local_sample", "probe", "calibration", "initial", "evaluation", "population")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,10 @@ a *plug-in*: a class with
        [project.entry-points."hil.plugins"]
        my_lab = "my_lab_hil.plugins"
 
-   The core never imports a plug-in by name (an import-linter contract in hil's ``pyproject.toml``).
+   Optionally, an entry point per type in the ``hil.types`` group (``"blackbox:damped_pendulum" =
+   "my_lab_hil.plugins"``, the registry's ``key`` before the colon) lets a config that names the type import
+   that module alone. The core never imports a plug-in by name (an import-linter contract in hil's
+   ``pyproject.toml``).
 
 The protocols below say what each kind must have. Implementations subclass the base classes re-exported
 here (:class:`BlackBox`, :class:`BlackBoxWrapper`, :class:`Objective`, :class:`GradientEstimator`,

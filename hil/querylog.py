@@ -84,8 +84,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hil.blackbox import PURPOSES
 from hil.errors import LogError
+from hil.purposes import PURPOSES
 
 __all__ = [
     "SCHEMA_VERSION",

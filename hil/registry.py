@@ -19,6 +19,10 @@ from hil.errors import RegistryError
 T = TypeVar("T")
 
 PLUGIN_GROUP = "hil.plugins"
+#: Entry points naming where one type is registered (``"blackbox:cnon_twin" = "hil.sim_backends.cnon"``), so a
+#: config that names a type imports that module alone (``hil validate`` stays fast); a type missing from it is
+#: still found by importing every ``hil.plugins`` module
+TYPE_GROUP = "hil.types"
 
 
 class Registry(Generic[T]):
@@ -29,11 +33,21 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         #: a core package whose import registers the built-in implementations (e.g. ``hil.optim``)
         self.core = core
+        #: this registry's prefix in the ``hil.types`` entry points (``blackbox``, ``blackbox_wrapper``, ...)
+        self.key = kind.replace(" ", "_")
 
     def _load(self) -> None:
         if self.core is not None:
             import_module(self.core)
         load_plugins()
+
+    def _load_one(self, name: str) -> None:
+        """Import what registers ``name``: the core package, then the module the ``hil.types`` index names."""
+        if self.core is not None:
+            import_module(self.core)
+        module = _type_index().get(f"{self.key}:{name}") if isinstance(name, str) else None
+        if name not in self._items and module is not None:
+            import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@BLACKBOXES.register("cnon_twin")``."""
@@ -47,6 +61,8 @@ class Registry(Generic[T]):
         return decorate
 
     def get(self, name: str) -> T:
+        if name not in self._items:
+            self._load_one(name)
         if name not in self._items:
             self._load()
         if name not in self._items:
@@ -67,6 +83,15 @@ class Registry(Generic[T]):
 
 
 _loaded_plugins = False
+_types: dict[str, str] | None = None
+
+
+def _type_index() -> dict[str, str]:
+    """``"kind:name"`` -> module, from the ``hil.types`` entry points of every installed package (read once)."""
+    global _types
+    if _types is None:
+        _types = {ep.name: ep.value.split(":")[0] for ep in entry_points(group=TYPE_GROUP)}
+    return _types
 
 
 def load_plugins() -> None:

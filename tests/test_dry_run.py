@@ -107,3 +107,14 @@ def test_hil_calibrate_dry_run_writes_records_for_the_simulated_rig(tmp_path: Pa
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "calibrations" / "serial_board-dry-run" / "noise.json").exists()
     assert not _simulators_alive()
+
+
+def test_hil_pnn_dry_run_trains_on_the_simulated_bench(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "hil.cli", "pnn", str(ROOT / "configs" / "pnn_digits_rig.yaml"),
+                          "--dry-run", "--seeds", "1", "--epochs", "1", "--no-progress", "--json",
+                          str(tmp_path / "pnn.json")], capture_output=True, text=True, timeout=900, env=ENV,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "dry run: bench (slm_camera_rig)" in out.stderr
+    summary = __import__("json").loads((tmp_path / "pnn.json").read_text())
+    assert summary and (tmp_path / "runs").is_dir()
