@@ -97,8 +97,11 @@ class BlackBoxConformance(Conformance):
 
     # -- fixtures ------------------------------------------------------------------------------------------
     @pytest.fixture(scope="class")
-    def conformance_section(self) -> Iterator[dict[str, Any] | None]:
-        with self.device() as section:
+    @classmethod
+    def conformance_section(cls) -> Iterator[dict[str, Any] | None]:
+        # a class-scoped fixture is a classmethod (pytest 9 deprecates instance methods here); the device is the
+        # class's, built from a throwaway instance's settings
+        with cls().device() as section:
             yield section
 
     @pytest.fixture

@@ -79,8 +79,10 @@ class CalibrationConformance(Conformance):
         return str(folder / "model.yaml") if self.model is not None else None
 
     @pytest.fixture(scope="class")
-    def conformance_rig(self, tmp_path_factory: Any) -> Iterator[tuple[Path, list[str]]]:
+    @classmethod
+    def conformance_rig(cls, tmp_path_factory: Any) -> Iterator[tuple[Path, list[str]]]:
         """The rig's config (on its simulated counterpart, for the class) and the records of ``before``."""
+        self = cls()  # a class-scoped fixture is a classmethod (pytest 9); the settings are the class's
         folder = tmp_path_factory.mktemp(f"calibration-{self.calibration}")
         with simulated(self.rig) as rig:
             path = self.write_config(folder, rig)
