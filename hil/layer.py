@@ -7,6 +7,9 @@ the gradient but never the measured loss.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -37,8 +40,9 @@ class _PhysicalFunction(torch.autograd.Function):
 class PhysicalLayer(nn.Module):
     """``batch x d_in`` -> ``batch x *output_shape`` float32 via ``blackbox.query``; gradients from ``estimator``.
 
-    ``iteration``, ``purpose`` and ``start`` label the queries in the log; set
-    them before a forward pass (the training loop does).
+    Each forward pass's queries are labelled in the log with ``purpose``, ``iteration`` and ``start``: for
+    one block of code, ``with layer.labels(iteration=step): loss = f(model(x))`` (restored on exit, also
+    inside an ``nn.Sequential``); the labels are checked when set, so a bad one fails before anything is sent.
     """
 
     def __init__(self, blackbox: BlackBox, estimator: GradientEstimator) -> None:
@@ -51,3 +55,18 @@ class PhysicalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _PhysicalFunction.apply(x, self)
+
+    @contextlib.contextmanager
+    def labels(self, *, purpose: str | None = None, iteration: int | None = None,
+               start: torch.Tensor | None = None) -> Iterator[PhysicalLayer]:
+        """Label the queries of the forward passes inside the ``with`` block (unset labels stay as they are);
+        ``start``: ``batch`` starting-point indices, one per row of the next batches."""
+        saved = (self.purpose, self.iteration, self.start)
+        new = (saved[0] if purpose is None else purpose, saved[1] if iteration is None else iteration,
+               saved[2] if start is None else start)
+        self.blackbox.validate_metadata(len(new[2]) if new[2] is not None else 1, new[0], new[1], new[2])
+        self.purpose, self.iteration, self.start = new
+        try:
+            yield self
+        finally:
+            self.purpose, self.iteration, self.start = saved

@@ -85,12 +85,10 @@ class HybridClassifier(nn.Module):
 
 def accuracy(model: HybridClassifier, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
     """Fraction of correct predictions, queries labelled ``evaluation``."""
-    model.physical.purpose = "evaluation"
     correct = 0
-    with torch.no_grad():
+    with torch.no_grad(), model.physical.labels(purpose="evaluation"):
         for lo in range(0, len(x), batch_size):
             correct += int((model(x[lo: lo + batch_size]).argmax(dim=1) == labels[lo: lo + batch_size]).sum())
-    model.physical.purpose = "step"
     return correct / len(x)
 
 
@@ -107,8 +105,8 @@ def train_classifier(model: HybridClassifier, x: torch.Tensor, labels: torch.Ten
         total = 0.0
         for lo in range(0, len(x), batch_size):
             idx = perm[lo: lo + batch_size]
-            model.physical.iteration = step
-            loss = nn.functional.cross_entropy(model(x[idx]), labels[idx])
+            with model.physical.labels(iteration=step):
+                loss = nn.functional.cross_entropy(model(x[idx]), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -103,6 +103,28 @@ def test_physical_layer_forward_is_the_blackbox_and_backward_the_estimator(estim
         assert torch.allclose(x.grad, est.surrogate.vjp(x.detach(), g), atol=1e-6)
 
 
+def test_physical_layer_labels_its_queries_for_a_block_and_checks_them_first(tmp_path):
+    from hil.errors import InputError
+    from hil.querylog import QueryLog, read_log
+
+    twin = _twin(dim=4)
+    layer = PhysicalLayer(twin, ExactEstimator())
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), layer)
+    path = tmp_path / "q.h5"
+    with QueryLog.create(path, input_dim=4, output_shape=(4,), run_id="r") as log:
+        twin.attach_log(log)
+        with layer.labels(iteration=7, start=torch.tensor([0, 1])):
+            model(torch.rand(2, 3))
+        with layer.labels(purpose="evaluation"):
+            model(torch.rand(1, 3))
+        model(torch.rand(1, 3))
+        with pytest.raises(InputError, match="purpose must be one of"), layer.labels(purpose="stepp"):
+            pass
+    data = read_log(path)
+    assert data.iteration.tolist() == [7, 7, -1, -1] and data.start.tolist() == [0, 1, -1, -1]
+    assert data.purpose_labels().tolist() == ["step", "step", "evaluation", "step"]
+
+
 def test_physical_layer_trains_digital_parameters_through_the_twin():
     """A hybrid model: digital linear layer -> physical layer; gradients reach the digital weights."""
     twin = _twin(dim=4)
