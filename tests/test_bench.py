@@ -141,10 +141,12 @@ def test_bad_task_files_name_the_key(tmp_path):
         ({"budget": 0}, "budget: expected an integer >= 1"),
         ({"methods": {"x": {"kind": "rival", "optimizer": {"type": "random"}}}}, "methods.x.kind: expected one of"),
         ({"methods": {"x": {"kind": "peer", "optimizer": {"type": "random", "lr": 1}}}},
-         "method 'x': optimizer.lr: unknown key for type 'random'"),
+         "methods.x.optimizer.lr: unknown key for type 'random'"),
         ({"methods": {"x": {"kind": "peer", "optimizer": {"type": "random"}, "estimator": {"type": "exact"}}}},
-         "method 'x': estimator: optimizer type 'random' does not use a gradient"),
-        ({"budgt": 3}, "unknown key 'budgt'"),
+         "methods.x.estimator: optimizer type 'random' does not use a gradient"),
+        ({"budgt": 3}, "budgt: unknown key"),
+        ({"seeds": [0, -1]}, r"seeds\[1\]: expected an integer in \[0, 2\*\*32\)"),
+        ({"quick": {"budgte": 3}}, "quick.budgte: unknown key"),
     ]:
         path = tmp_path / "bad.yaml"
         path.write_text(yaml.safe_dump({**TINY, "quick": {}, **change}))

@@ -240,6 +240,33 @@ def test_every_mutation_is_refused_naming_the_key(config: Path, tmp_path: Path, 
     assert not unnamed, f"{len(unnamed)} of {n} errors do not name the key:\n" + "\n".join(unnamed)
 
 
+TASKS = sorted((ROOT / "hil" / "bench" / "tasks").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda p: p.name)
+def test_every_mutation_of_a_shipped_benchmark_task_is_refused_naming_the_key(task: Path, tmp_path: Path) -> None:
+    """The task files `hil bench` runs: the same mutations, through the task loader (which checks the problem as
+    written and every method's run config)."""
+    from hil.bench.task import load_task
+    from hil.errors import HilError
+
+    data = yaml.safe_load(task.read_text())
+    accepted, unnamed, n = [], [], 0
+    target = tmp_path / task.name
+    for what, mutated, where in mutations(data):
+        n += 1
+        target.write_text(yaml.safe_dump(mutated, sort_keys=False))
+        try:
+            load_task(str(target))
+            accepted.append(what)
+        except HilError as exc:  # anything else is a traceback and fails the test
+            if where not in str(exc):
+                unnamed.append(f"{what}: {exc}")
+    assert n > 50
+    assert not accepted, f"{len(accepted)} of {n} invalid mutations accepted:\n" + "\n".join(accepted)
+    assert not unnamed, f"{len(unnamed)} of {n} errors do not name the key:\n" + "\n".join(unnamed)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

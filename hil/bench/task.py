@@ -151,21 +151,29 @@ def load_task(name_or_path: str, *, validate: bool = True) -> BenchTask:
     data = load_yaml(path)
     where = str(path)
     unknown = [k for k in data if k not in TASK_KEYS]
-    _require(not unknown, where, f"unknown key {unknown[0]!r}; allowed keys: {', '.join(TASK_KEYS)}" if unknown else "")
+    _require(not unknown, f"{where}: {unknown[0] if unknown else ''}",
+             f"unknown key; allowed keys: {', '.join(TASK_KEYS)}")
     for key in ("name", "problem", "budget", "methods"):
         _require(key in data, where, f"missing key {key!r}")
     budget = data["budget"]
     _require(isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1, f"{where}: budget",
              f"expected an integer >= 1 (total queries per method), got {budget!r}")
+    for key in ("name", "title", "description"):
+        _require(key not in data or isinstance(data[key], str), f"{where}: {key}",
+                 f"expected a string, got {data.get(key)!r}")
     seeds = data.get("seeds", [0])
-    _require(isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds), f"{where}: seeds",
-             f"expected a non-empty list of integers, got {seeds!r}")
+    _check_seeds(seeds, f"{where}: seeds")
     fractions = data.get("fractions", [0.25, 0.5, 1.0])
-    _require(isinstance(fractions, list) and all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions),
-             f"{where}: fractions", f"expected a list of numbers in (0, 1], got {fractions!r}")
+    _require(isinstance(fractions, list) and bool(fractions), f"{where}: fractions",
+             f"expected a list of numbers in (0, 1], got {fractions!r}")
+    for i, f in enumerate(fractions):
+        _require(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1, f"{where}: fractions[{i}]",
+                 f"expected a number in (0, 1], got {f!r}")
     problem = data["problem"]
-    _require(isinstance(problem, dict) and set(problem) <= {"blackbox", "objective"} and "blackbox" in problem
-             and "objective" in problem, f"{where}: problem", "expected a mapping with blackbox and objective")
+    _require(isinstance(problem, dict) and "blackbox" in problem and "objective" in problem, f"{where}: problem",
+             "expected a mapping with blackbox and objective")
+    bad = [k for k in problem if k not in ("blackbox", "objective")]
+    _require(not bad, f"{where}: problem.{bad[0] if bad else ''}", "unknown key; allowed keys: blackbox, objective")
     methods_data = data["methods"]
     _require(isinstance(methods_data, dict) and methods_data, f"{where}: methods", "expected a mapping name -> method")
     methods = {}
@@ -173,15 +181,16 @@ def load_task(name_or_path: str, *, validate: bool = True) -> BenchTask:
         mw = f"{where}: methods.{name}"
         _require(isinstance(m, dict), mw, "expected a mapping with kind and optimizer")
         bad = [k for k in m if k not in METHOD_KEYS]
-        _require(not bad, mw, f"unknown key {bad[0]!r}; allowed keys: {', '.join(METHOD_KEYS)}" if bad else "")
+        _require(not bad, f"{mw}.{bad[0] if bad else ''}", f"unknown key; allowed keys: {', '.join(METHOD_KEYS)}")
         _require(m.get("kind") in KINDS, f"{mw}.kind", f"expected one of {', '.join(KINDS)}, got {m.get('kind')!r}")
         _require(isinstance(m.get("optimizer"), dict), f"{mw}.optimizer", "expected a mapping with a type")
         methods[name] = Method(name, m["kind"], dict(m["optimizer"]), m.get("estimator"))
     extras = data.get("extras", [])
+    _require(isinstance(extras, list), f"{where}: extras", f"expected a list of extra measurements, got {extras!r}")
+    for i, e in enumerate(extras):
+        _require(isinstance(e, str), f"{where}: extras[{i}]", f"expected the name of an extra measurement, got {e!r}")
     quick = data.get("quick", {}) or {}
-    _require(isinstance(quick, dict), f"{where}: quick", "expected a mapping (budget, seeds, methods)")
-    for q in quick.get("methods", []):
-        _require(q in methods, f"{where}: quick.methods", f"{q!r} is not a method of this task")
+    _check_quick(quick, methods, f"{where}: quick")
     score = data.get("score", "measured")
     _require(score in SCORES, f"{where}: score", f"expected one of {', '.join(SCORES)}, got {score!r}")
     reseed = data.get("reseed_blackbox", False)
@@ -194,15 +203,61 @@ def load_task(name_or_path: str, *, validate: bool = True) -> BenchTask:
     return task
 
 
-def validate_methods(task: BenchTask) -> None:
-    """Every method's run config must load, before anything runs."""
-    from hil.run import load_run_config
+def _check_seeds(seeds: Any, where: str) -> None:
+    _require(isinstance(seeds, list) and bool(seeds), where, f"expected a non-empty list of seeds, got {seeds!r}")
+    for i, s in enumerate(seeds):
+        _require(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32, f"{where}[{i}]",
+                 f"expected an integer in [0, 2**32), got {s!r}")
 
+
+QUICK_KEYS = ("budget", "seeds", "methods", "problem", "extras")
+
+
+def _check_quick(quick: Any, methods: dict[str, Any], where: str) -> None:
+    """The ``quick:`` section, checked whether or not ``--quick`` is asked for (a typo there fails now)."""
+    _require(isinstance(quick, dict), where, f"expected a mapping ({', '.join(QUICK_KEYS)})")
+    bad = [k for k in quick if k not in QUICK_KEYS]
+    _require(not bad, f"{where}.{bad[0] if bad else ''}", f"unknown key; allowed keys: {', '.join(QUICK_KEYS)}")
+    if "budget" in quick:
+        b = quick["budget"]
+        _require(isinstance(b, int) and not isinstance(b, bool) and b >= 1, f"{where}.budget",
+                 f"expected an integer >= 1 (total queries per method), got {b!r}")
+    if "seeds" in quick:
+        _check_seeds(quick["seeds"], f"{where}.seeds")
+    qm = quick.get("methods", [])
+    _require(isinstance(qm, list), f"{where}.methods", f"expected a list of method names, got {qm!r}")
+    for i, q in enumerate(qm):
+        _require(isinstance(q, str) and q in methods, f"{where}.methods[{i}]", f"{q!r} is not a method of this task")
+    qe = quick.get("extras", [])
+    _require(isinstance(qe, list), f"{where}.extras", f"expected a list of extra measurements, got {qe!r}")
+    for i, e in enumerate(qe):
+        _require(isinstance(e, str), f"{where}.extras[{i}]", f"expected the name of an extra measurement, got {e!r}")
+
+
+def validate_methods(task: BenchTask) -> None:
+    """The problem as written, and every method's run config, must load before anything runs."""
+    from hil.config import parse_typed
+    from hil.registry import OBJECTIVES
+    from hil.run import load_run_config
+    from hil.sections import parse_blackbox
+
+    parse_blackbox(task.problem["blackbox"], "problem.blackbox")  # as written: a reseeded seed is checked too
+    parse_typed(OBJECTIVES, task.problem["objective"], "problem.objective")
+    if "problem" in task.quick:
+        q = task.quick["problem"]
+        _require(isinstance(q, dict) and "blackbox" in q and "objective" in q, "quick.problem",
+                 "expected a mapping with blackbox and objective")
+        parse_blackbox(q["blackbox"], "quick.problem.blackbox")
+        parse_typed(OBJECTIVES, q["objective"], "quick.problem.objective")
     for name, method in task.methods.items():
         try:
             load_run_config(task.run_config(method, task.seeds[0]))
         except ConfigError as exc:
-            raise ConfigError(f"benchmark {task.name}, method {name!r}: {exc}") from None
+            text = str(exc)
+            # the run config's optimizer/estimator sections are the method's in the task file
+            if text.startswith(("optimizer", "estimator")):
+                raise ConfigError(f"benchmark {task.name}: methods.{name}.{text}") from None
+            raise ConfigError(f"benchmark {task.name}, method {name!r}: {text}") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
