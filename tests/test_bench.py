@@ -71,6 +71,17 @@ def test_the_summary_has_the_documented_json_shape(tiny_summary):
     assert pairs == {("gradpie", "random"), ("one_start", "random")}
 
 
+def test_a_task_without_peers_prints_no_comparison_header(tiny_summary):
+    from hil.bench.harness import format_table, markdown_table
+
+    summary, _, _ = tiny_summary
+    assert any("to reach a peer's final best" in line for line in format_table(summary))
+    alone = {**summary, "comparisons": [], "methods": {k: v for k, v in summary["methods"].items()
+                                                       if v["kind"] != "peer"}}
+    assert not any("to reach a peer" in line for line in format_table(alone))
+    assert "queries to reach it" not in markdown_table(alone) and "| gradpie |" in markdown_table(alone)
+
+
 def test_every_method_stays_within_the_budget_and_best_never_gets_worse(tiny_summary):
     summary, _, _ = tiny_summary
     for name, m in summary["methods"].items():

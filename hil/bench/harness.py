@@ -302,9 +302,10 @@ def format_table(summary: dict[str, Any]) -> list[str]:
         used = int(np.mean(m["queries_used"]))
         lines.append(f"{name:<19}{m['kind']:<10}{cells}| {_fmt(m['mean'][-1], m['mean_std'][-1], one)}     | "
                      f"{used:>12} | {np.mean(m['wall_s']):6.1f}")
-    lines.append("")
-    lines.append("queries a gradient method needs to reach a peer's final best (seed-mean curves; ratio = of the "
-                 "peer's queries; per seed set in brackets):")
+    if summary["comparisons"]:  # a task with no peers (the offline suite) has nothing to compare with
+        lines.append("")
+        lines.append("queries a gradient method needs to reach a peer's final best (seed-mean curves; ratio = of "
+                     "the peer's queries; per seed set in brackets):")
     for c in summary["comparisons"]:
         got = "never" if c["queries"] is None else f"{c['queries']:>6} = {c['ratio']:.2f}x"
         per = " ".join("never" if r is None else f"{r:.2f}" for r in c["ratios_per_seed"])
@@ -386,8 +387,9 @@ def markdown_table(summary: dict[str, Any]) -> str:
         cells = [cell(b, s) for b, s in zip(m["best"], m["best_std"], strict=True)]
         cells.append(cell(m["mean"][-1], m["mean_std"][-1]))
         lines.append(f"| {name} | {m['kind']} | " + " | ".join(cells) + f" | {int(np.mean(m['queries_used']))} |")
-    lines += ["", "| gradient method | peer | peer's final best | queries to reach it | ratio | per seed set |",
-              "|---|---|---|---|---|---|"]
+    if summary["comparisons"]:
+        lines += ["", "| gradient method | peer | peer's final best | queries to reach it | ratio | per seed set |",
+                  "|---|---|---|---|---|---|"]
     for c in summary["comparisons"]:
         per = ", ".join("never" if r is None else f"{r:.2f}" for r in c["ratios_per_seed"])
         level = "n/a" if c["level"] is None else f"{c['level']:.4g}"
