@@ -34,3 +34,15 @@ def resolve_device(name: str, key: str = "device") -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"{key} is {name!r} but torch sees {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def check_device(name: str) -> None:
+    """For a Config's ``__post_init__``: ``device:`` names a torch device this machine has
+    (:func:`resolve_device`), the error naming the field ``device`` (``parse`` puts the section's path in front:
+    ``blackbox.device``, ``estimator.device``, ``surrogate.device``)."""
+    from hil.config import FieldError
+
+    try:
+        resolve_device(name, "device")
+    except ConfigError as exc:
+        raise FieldError("device", str(exc).removeprefix("device ")) from None

@@ -45,7 +45,6 @@ import torch
 from torch import nn
 
 from hil.config import (
-    FieldError,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -54,8 +53,7 @@ from hil.config import (
     UnitFloat,
     check,
 )
-from hil.device import resolve_device
-from hil.errors import ConfigError
+from hil.device import check_device, resolve_device
 from hil.knn import KNNPairs
 from hil.matchopt import matchopt_loss, percentile_bins, sample_trajectories
 
@@ -67,15 +65,6 @@ INT64_MAX = 2**63 - 1
 Count = Annotated[int, Range(ge=1, le=INT64_MAX)]
 #: a torch seed (``torch.manual_seed`` takes 64 bits)
 Seed = Annotated[int, Range(ge=0, le=INT64_MAX)]
-
-
-def check_device(name: str) -> None:
-    """A config's ``device:`` (:func:`~hil.device.resolve_device`), its error naming the field ``device`` (parse
-    puts the section's path in front: ``estimator.device``, ``surrogate.device``)."""
-    try:
-        resolve_device(name, "device")
-    except ConfigError as exc:
-        raise FieldError("device", str(exc).removeprefix("device ")) from None
 
 
 def _inverse_distance_weights(dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -18,21 +18,12 @@ from typing import Annotated, Literal
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import FieldError, NonNegativeFloat, PositiveFloat, Range, check
-from hil.device import resolve_device
-from hil.errors import ConfigError
+from hil.config import NonNegativeFloat, PositiveFloat, Range, check
+from hil.device import check_device, resolve_device
 from hil.registry import BLACKBOXES
 
 #: the largest |q| the integration may reach (a bound from the config, see ``Config``): float32 stays finite
 MAX_AMPLITUDE = 1e30
-
-
-def check_device(name: str) -> None:
-    """``device:`` names a torch device this machine has; the error names the key (``parse`` adds the path)."""
-    try:
-        resolve_device(name, "device")
-    except ConfigError as exc:
-        raise FieldError("device", str(exc).removeprefix("device ")) from None
 
 
 @BLACKBOXES.register("cnon_twin")

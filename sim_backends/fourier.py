@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import torch
-from hil.sim_backends.cnon import check_device
 from torch import nn
 
 from hil.blackbox import BlackBox, BlackBoxSpec
 from hil.config import NonNegativeInt, PositiveFloat, Range, check
-from hil.device import resolve_device
+from hil.device import check_device, resolve_device
 from hil.errors import CalibrationError, ConfigError
 from hil.registry import BLACKBOXES, TWIN_MODELS
 

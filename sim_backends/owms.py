@@ -36,11 +36,10 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
-from hil.sim_backends.cnon import check_device
 
 from hil.blackbox import BlackBox, BlackBoxSpec
 from hil.config import FiniteFloat, NonNegativeFloat, PositiveFloat, Range, check
-from hil.device import resolve_device
+from hil.device import check_device, resolve_device
 from hil.errors import ConfigError, DeviceError
 from hil.objectives import Objective
 from hil.registry import BLACKBOXES, OBJECTIVES
