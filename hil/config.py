@@ -86,6 +86,8 @@ PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, Range(ge=0)]
 #: a float that may be ``.inf`` (e.g. "no limit"), never NaN
 PositiveFloatOrInf = Annotated[float, Range(gt=0, finite=False)]
+#: a random seed: numpy, torch, cma and nevergrad all take [0, 2**32)
+Seed = Annotated[int, Range(ge=0, le=2**32 - 1)]
 #: any finite float (an offset, a coordinate): the range is declared, and it is "all finite numbers"
 FiniteFloat = Annotated[float, Range()]
 #: any integer (a seed may be any integer numpy accepts: use NonNegativeInt for those)

@@ -27,11 +27,11 @@ from typing import Annotated, Any
 import torch
 
 from hil.blackbox import BlackBox, Differentiable
-from hil.config import FieldError, Range
+from hil.config import FieldError, Range, Seed
 from hil.errors import ConfigError, EstimatorError
 from hil.registry import ESTIMATORS
 from hil.sections import load_blackbox_file, parse_blackbox
-from hil.surrogate import Count, Seed, Surrogate, SurrogateConfig
+from hil.surrogate import Count, Surrogate, SurrogateConfig
 
 #: a probe's step, a fraction of each input's range (central differences stay inside the bounds)
 ProbeStep = Annotated[float, Range(gt=0, lt=0.5)]

@@ -27,14 +27,14 @@ from typing import Annotated, Any
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import PositiveFloat, PositiveInt, Range, check
+from hil.config import PositiveFloat, PositiveInt, Range, Seed, check
 from hil.device import check_device, resolve_device
 from hil.errors import EstimatorError
 from hil.estimators import GradientEstimator
 from hil.generative import GenerativeSurrogate
 from hil.registry import ESTIMATORS, GENERATIVE_MODELS
 from hil.sampling import latin_hypercube
-from hil.surrogate import INT64_MAX, Count, Seed
+from hil.surrogate import INT64_MAX, Count
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import torch
 
-from hil.config import Range, check
+from hil.config import Range, Seed, check
 from hil.errors import ConfigError
 from hil.registry import OBJECTIVES
 
@@ -52,7 +52,7 @@ class TargetDistance(Objective):
         target: list[OutputValue] | None = None  # as many values as the blackbox outputs (checked when built)
         target_low: OutputValue = -1.0
         target_high: OutputValue = 1.0
-        target_seed: Annotated[int, Range(ge=0, le=2**63 - 1)] = 1  # a torch seed (64 bits)
+        target_seed: Seed = 1
         norm: Literal["rms", "l2", "l1", "mse"] = "rms"
 
         def __post_init__(self) -> None:

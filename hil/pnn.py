@@ -33,7 +33,7 @@ from torch import nn
 from hil.blackbox import BlackBox
 from hil.calib.record import apply_corrections, load_records, parse_calibrations
 from hil.calib.runner import parse_calibrate
-from hil.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, check, load_yaml, parse, parse_typed
+from hil.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, Seed, check, load_yaml, parse, parse_typed
 from hil.datasets import load_dataset, parse_dataset
 from hil.errors import ConfigError
 from hil.estimators import ExactEstimator, GradientEstimator, SurrogateEstimator
@@ -41,7 +41,7 @@ from hil.layer import PhysicalLayer
 from hil.querylog import _MAX_RUNS, QueryLog
 from hil.registry import ESTIMATORS
 from hil.sections import load_blackbox_file, parse_blackbox
-from hil.surrogate import INT64_MAX, Seed
+from hil.surrogate import INT64_MAX
 
 Mode = Literal["in_silico", "pat_model_twin", "pat_gradpie"]
 MODES: tuple[str, ...] = ("in_silico", "pat_model_twin", "pat_gradpie")

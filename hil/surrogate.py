@@ -50,6 +50,7 @@ from hil.config import (
     PositiveFloat,
     PositiveInt,
     Range,
+    Seed,
     UnitFloat,
     check,
 )
@@ -63,8 +64,6 @@ LossName = Literal["mse", "mae", "gradpie", "matchopt"]
 INT64_MAX = 2**63 - 1
 #: a count that sizes a tensor (a layer's width, a batch, neighbours per point)
 Count = Annotated[int, Range(ge=1, le=INT64_MAX)]
-#: a torch seed (``torch.manual_seed`` takes 64 bits)
-Seed = Annotated[int, Range(ge=0, le=INT64_MAX)]
 
 
 def _inverse_distance_weights(dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

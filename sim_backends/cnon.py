@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import NonNegativeFloat, PositiveFloat, Range, check
+from hil.config import NonNegativeFloat, PositiveFloat, Range, Seed, check
 from hil.device import check_device, resolve_device
 from hil.registry import BLACKBOXES
 
@@ -38,7 +38,7 @@ class CNONTwin(BlackBox):
         horizon: PositiveFloat = 3.0
         steps: Annotated[int, Range(ge=1, le=1_000_000)] = 30  # RK4 steps per query (4 matmuls each)
         input_bound: Annotated[float, Range(ge=1e-6)] = 1.0  # float32 keeps the box [-input_bound, input_bound]
-        seed: Annotated[int, Range(ge=0, le=2**64 - 1)] = 0  # torch.Generator.manual_seed's range
+        seed: Seed = 0
         out_of_bounds: Literal["reject", "clip"] = "clip"
         device: str = "auto"  # auto | cpu | cuda | cuda:N: where the integration runs (answers come back on CPU)
 

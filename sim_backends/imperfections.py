@@ -34,13 +34,12 @@ from typing import Annotated
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxWrapper, Delayed, find_attribute
-from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Range, check
+from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Range, Seed, check
 from hil.errors import ConfigError, DeviceError
 from hil.registry import WRAPPERS
 
 TWO_PI = 2 * math.pi
 #: a seed for torch.Generator.manual_seed (which refuses integers past 2^64 - 1)
-Seed = Annotated[int, Range(ge=0, le=2**64 - 1)]
 #: a bit depth (an SLM's drive, a camera's ADC)
 Bits = Annotated[int, Range(ge=1, le=16)]
 #: a delay per query or per batch (s); past an hour, a batch's sleep could overflow time.sleep

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import Range
+from hil.config import Range, Seed
 from hil.objectives import Objective
 from hil.registry import BLACKBOXES, OBJECTIVES
 
@@ -74,7 +74,7 @@ class _Problem(BlackBox):
 
     @dataclass
     class Config:
-        seed: Annotated[int, Range(ge=0, le=2**64 - 1)] = 0  # torch.Generator.manual_seed's range
+        seed: Seed = 0
         # the box is [-bound, bound]^d: from 1e-6 float32 keeps it; up to 1e6 the three-hump's psi^6 / 6 stays within
         # float32's answers
         bound: Annotated[float, Range(ge=1e-6, le=1e6)] = 5.0

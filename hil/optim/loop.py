@@ -18,19 +18,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
 
 import numpy as np
 import torch
 
-from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Seed
 from hil.errors import OptimizerError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer
 from hil.space import UnitCubeView
-
-#: the largest ``seed``: numpy's ``RandomState`` (nevergrad's parametrization) takes ``[0, 2**32 - 1]``
-MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -48,7 +44,7 @@ class LoopConfig:
     max_wall_s: PositiveFloat | None = None
     tol: NonNegativeFloat = 0.0
     patience: PositiveInt = 25
-    seed: Annotated[int, Range(ge=0, le=MAX_SEED)] = 0
+    seed: Seed = 0
 
 
 @dataclass
