@@ -94,6 +94,21 @@ def test_cmaes_rows_are_whole_populations_per_start(cma_registered):
     assert np.isfinite(trace.best_array()).all()
 
 
+def test_cmaes_noise_handling_re_measures_members_after_each_generation(cma_registered, tmp_path):
+    """UH-CMA: a generation of 7 members (measured nh.evaluations = 1 time each), then a round re-measuring
+    2 + 7/20 -> 2 (or 3) of them at points within 1e-7 x sigma of the members; deterministic given the seed, and a
+    resume replays it exactly."""
+    trace, opt, sent = run({"type": "cmaes", "noise_handling": True, "iterations": 6, "seed": 2})
+    sizes = np.diff([0, *trace.queries])
+    assert sizes[0::2].tolist() == [7, 7, 7] and all(2 <= k <= 3 for k in sizes[1::2])
+    first = sent[:7].double()
+    again = sent[7: 7 + sizes[1]].double()
+    assert all(torch.cdist(r[None], first).min() < 1e-4 for r in again)  # re-measured members, barely perturbed
+    _, _, sent_again = run({"type": "cmaes", "noise_handling": True, "iterations": 6, "seed": 2})
+    assert torch.equal(sent, sent_again)
+    resume_replays_everything({"type": "cmaes", "noise_handling": True, "seed": 2}, tmp_path, rounds=(3, 8))
+
+
 def test_cmaes_same_seed_same_run_other_seed_other(cma_registered):
     options = {"type": "cmaes", "max_queries": 200, "iterations": 1000, "n_starts": 2}
     a, _, xa = run({**options, "seed": 3})

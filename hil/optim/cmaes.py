@@ -24,6 +24,14 @@ round (rows labelled with the instance's start index, purpose ``population``); t
   ``sigma0 * 0.01**U``, at most half the large runs' evaluations), exactly as ``cma.fmin2(..., bipop=True)``;
   small runs do not count as restarts, as there. ``none``: a start that stops is finished.
 * ``verbose: -9, verb_log: 0, verb_disp: 0``: no printing and no ``outcmaes/`` files.
+* ``noise_handling: false``; ``true`` for a noisy objective: cma's UH-CMA ``NoiseHandler``, used as ``cma.fmin``'s
+  ``noise_handler`` and the handler's own ask/tell recipe do (``maxevals=[1, 1, 30]``): each member is measured
+  ``nh.evaluations`` times and ranked by the median; after each generation a second round re-measures
+  ``2 + popsize / 20`` members (the first half, then the best of the rest), each at a point perturbed by
+  ``epsilon`` (``es.ask(1, x, 1e-7)``); the rank changes between the two measurements say whether noise
+  dominates, and if so sigma and the evaluations per member grow. The handler's random choice of how many to
+  re-measure is drawn from the start's own generator (cma draws it from numpy's global one), so a resume replays
+  it exactly.
 
 Determinism: cma's ``seed`` option seeds numpy's *global* generator, so instead every instance samples
 from its own ``numpy.random.Generator`` (cma's ``randn`` option), seeded from the run's seed, and ``seed`` is
@@ -94,6 +102,11 @@ class _Start:
     small: bool = True  # whether the current run is a small one
     finished: str = ""  # why this start is done; "" while it runs
     pending: list[np.ndarray] = field(default_factory=list)  # the population asked and not told yet
+    nh: Any = None  # cma.NoiseHandler (noise_handling: true), one per run
+    evals: int = 1  # measurements per member in the pending population
+    fit: list[float] = field(default_factory=list)  # noise handling: the told generation's values
+    reeval_idx: list[int] = field(default_factory=list)  # noise handling: the members being re-measured
+    reeval_rows: list[np.ndarray] = field(default_factory=list)  # their perturbed points (evals each), to ask
 
     @property
     def restarts(self) -> int:
@@ -119,6 +132,8 @@ class CMAES(Optimizer):
         restarts: Literal["none", "ipop", "bipop"] = "ipop"
         max_restarts: NonNegativeInt = 9
         incpopsize: Annotated[float, Range(ge=1)] = 2.0  # IPOP's population factor per restart
+        #: cma's UH-CMA noise handling for noisy objectives (see the module docstring)
+        noise_handling: bool = False
 
         def __post_init__(self) -> None:
             if self.restarts != "none" and self.incpopsize > 1:
@@ -171,6 +186,8 @@ class CMAES(Optimizer):
 
     def _new_es(self, start: _Start, x0: np.ndarray, sigma0: float, popsize: int | None,
                 maxiter: float | None = None) -> Any:
+        if self.cfg.noise_handling:  # a new handler for every run, as cma.fmin makes for each restart
+            start.nh = self.cma.NoiseHandler(self.d, maxevals=[1, 1, 30])
         opts: dict[str, Any] = {
             "bounds": [0.0, 1.0], "CMA_diagonal": self.diagonal,
             "seed": np.nan, "randn": _randn(start.gen),  # a private stream, never numpy's global one
@@ -221,7 +238,7 @@ class CMAES(Optimizer):
         if not running:
             self.stop_reason = "CMA-ES finished: " + "; ".join(s.finished for s in self.starts)
             return None
-        need = sum(int(self.starts[i].es.popsize) for i in running)
+        need = sum(self._rows_needed(self.starts[i]) for i in running)
         if max_queries is not None and need > max_queries:
             self.stop_reason = (f"query budget: the next CMA-ES round needs {need} queries (the full populations of "
                                 f"{len(running)} start(s)) and only {max_queries} are left")
@@ -229,25 +246,80 @@ class CMAES(Optimizer):
         rows, starts = [], []
         for i in running:
             start = self.starts[i]
-            start.pending = [np.asarray(x, dtype=np.float64) for x in start.es.ask()]
-            rows.extend(start.pending)
-            starts.extend([i] * len(start.pending))
+            if start.reeval_rows:  # noise handling: the generation's re-measurements
+                batch = start.reeval_rows
+            else:
+                start.pending = [np.asarray(x, dtype=np.float64) for x in start.es.ask()]
+                start.evals = max(1, int(start.nh.evaluations)) if start.nh is not None else 1
+                batch = [x for x in start.pending for _ in range(start.evals)]
+            rows.extend(batch)
+            starts.extend([i] * len(batch))
         return make_ask(torch.from_numpy(np.stack(rows)), "population", starts)
+
+    @staticmethod
+    def _rows_needed(start: _Start) -> int:
+        if start.reeval_rows:
+            return len(start.reeval_rows)
+        evals = max(1, int(start.nh.evaluations)) if start.nh is not None else 1
+        return int(start.es.popsize) * evals
 
     def tell(self, asked: Ask, y: torch.Tensor, value: torch.Tensor) -> None:
         """Rank each start's population by its loss (NaN ranked last) and update its instance."""
         for i, start in enumerate(self.starts):
-            if not start.pending:
-                continue
             rows = (asked.start == i).nonzero().reshape(-1)
-            if rows.numel() != len(start.pending):
-                raise OptimizerError(f"CMAES: start {i} asked for {len(start.pending)} points and was told "
-                                     f"{rows.numel()}")
-            loss = minimisation_values(value[rows], self.sense)
-            start.es.tell(start.pending, loss.tolist())
+            if rows.numel() == 0:
+                continue
+            loss = minimisation_values(value[rows], self.sense).to(torch.float64).numpy()
+            if start.reeval_rows:
+                self._tell_reevaluations(i, start, loss)
+                continue
+            if not start.pending or rows.numel() != len(start.pending) * start.evals:
+                raise OptimizerError(f"CMAES: start {i} asked for {len(start.pending) * start.evals} points and "
+                                     f"was told {rows.numel()}")
+            # each member's measurements are consecutive rows: rank by their median (cma's ask_and_eval)
+            fit = np.median(loss.reshape(len(start.pending), start.evals), axis=1).tolist()
+            start.es.tell(start.pending, fit)
+            if start.nh is not None and self._prepare_reevaluations(start, fit):
+                continue  # the stop test waits for the noise measurement, as in cma.fmin's loop
             start.pending = []
             if start.es.stop():
                 self._after_stop(i)
+
+    def _prepare_reevaluations(self, start: _Start, fit: list[float]) -> bool:
+        """Noise handling: choose the members to re-measure (``NoiseHandler.indices`` with the start's own
+        generator) and their perturbed points; ``False`` when there are none."""
+        nh = start.nh
+        lam = nh.lam_reeval if nh.lam_reeval else 2 + len(fit) / 20
+        lam = int(lam) + int((lam % 1) > start.gen.random())
+        n_first = lam - lam // 2
+        rest = (np.argsort(np.asarray(fit)[n_first:]) + n_first)[: lam - n_first]
+        idx = [*range(min(n_first, len(fit))), *(int(j) for j in rest)]
+        if not idx or not nh.maxevals:
+            return False
+        evals = int(nh.evaluations)
+        start.fit, start.reeval_idx, start.evals = list(fit), idx, evals
+        start.reeval_rows = [np.asarray(start.es.ask(1, start.pending[j], nh.epsilon)[0], dtype=np.float64)
+                             for j in idx for _ in range(evals)]
+        return True
+
+    def _tell_reevaluations(self, i: int, start: _Start, loss: np.ndarray) -> None:
+        """Noise handling: the re-measured values against the first ones give the noise measure; sigma (and the
+        evaluations per member) grow when noise dominates, then the stop test."""
+        if loss.size != len(start.reeval_rows):
+            raise OptimizerError(f"CMAES: start {i} asked for {len(start.reeval_rows)} re-measurements and was told "
+                                 f"{loss.size}")
+        nh = start.nh
+        again = np.median(loss.reshape(len(start.reeval_idx), start.evals), axis=1)
+        nh.fit, nh.fitre, nh.idx = list(start.fit), list(start.fit), np.asarray(start.reeval_idx)
+        for j, v in zip(start.reeval_idx, again, strict=True):
+            nh.fitre[j] = float(v)
+        nh.evaluations_just_done = loss.size
+        nh.update_measure()
+        start.es.sigma *= nh.treat()
+        start.es.countevals += loss.size
+        start.pending, start.reeval_rows, start.reeval_idx, start.fit = [], [], [], []
+        if start.es.stop():
+            self._after_stop(i)
 
     def state_summary(self) -> dict[str, Any]:
         """Per start: the current step size (unit-cube widths), population size and restarts so far."""

@@ -55,6 +55,7 @@ CASES = [
     Case("guided_es", {"type": "guided_es", "n_starts": 1, "pairs": 2, "sigma": 0.05, "lr": 0.05},
          {**SMALL_SURROGATE, "loss": "gradpie"}, budget=300, reach=0.15),
     Case("cmaes", {"type": "cmaes"}, budget=300, reach=0.02, needs="cma"),
+    Case("cmaes_noise_handling", {"type": "cmaes", "noise_handling": True}, budget=300, reach=0.05, needs="cma"),
     Case("nevergrad", {"type": "nevergrad", "batch": 4}, budget=300, reach=0.1, needs="nevergrad"),
     Case("botorch", {"type": "botorch", "method": "gp_logei"}, budget=30, reach=0.15, needs="botorch"),
 ]
