@@ -85,18 +85,21 @@ def _run(args: argparse.Namespace, config) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from hil.config import load_yaml
     from hil.run import is_pnn_config, load_run_config
 
-    data = load_yaml(args.config)
+    data = load_yaml(args.config)  # read once; relative paths inside stay relative to the file's folder
+    base = Path(args.config).parent
     if is_pnn_config(data):
         from hil.pnn import load_pnn_config
 
-        pnn = load_pnn_config(args.config)
+        pnn = load_pnn_config(data, base=base)
         print(f"{args.config}: valid (physical-neural-network experiment {pnn.name}: {', '.join(pnn.modes)}; "
               f"run it with hil pnn)")
         return 0
-    config = load_run_config(args.config)
+    config = load_run_config(data, base=base)
     # the pieces that depend on each other (the objective on the box's output shape) are built, not run: a
     # BlackBox does no I/O before connect(), so this checks what a run would find before its first query
     box = config.blackbox.build()

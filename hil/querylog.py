@@ -678,6 +678,19 @@ def _purpose_names(f: h5py.File) -> tuple[str, ...]:
         return PURPOSES
 
 
+def log_status(path: str | os.PathLike[str]) -> tuple[int, bool]:
+    """``(committed rows, whether the last run recorded its summary)``, reading only the ``commit`` column and
+    the attributes: cheap enough to poll a live log."""
+    f, p = _open_read(path)
+    try:
+        with f:
+            attrs = _decode_attrs(f)
+            run_ids = list(attrs.get("run_ids") or [])
+            return _recover_length(f), bool(run_ids) and run_ids[-1] in (attrs.get("run_summaries") or {})
+    except OSError as exc:
+        raise LogError(f"cannot read query log {p}: {exc} (if a writer is flushing it right now, retry)") from exc
+
+
 def read_log(path: str | os.PathLike[str]) -> LogData:
     """Read a whole log (read-only); only committed rows are returned.
 

@@ -95,9 +95,14 @@ def watch(path: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = 
         raise HilError(f"--interval must be > 0 seconds, got {interval_s}")
     png = Path(out) if out is not None else Path(path).with_suffix(".watch.png")
     last_rows, last_change = -1, time.monotonic()
+    from hil.querylog import log_status
+
+    finished = False
     while True:
         try:
-            progress = log_progress(path)
+            # the whole log is read and scored only when rows were added (the commit column and attributes say)
+            rows, finished = log_status(path)
+            progress = None if rows == last_rows else log_progress(path)
         except LogError as exc:
             if once or (last_rows < 0 and "retry" not in str(exc)):
                 raise
@@ -107,9 +112,10 @@ def watch(path: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = 
             best = f"{progress.best[-1]:.5g}" if progress.rows and np.isfinite(progress.best[-1]) else "none"
             say(f"{progress.rows} queries, best {best} -> {png}")
             last_rows, last_change = progress.rows, time.monotonic()
-        if once or (progress is not None and progress.finished):
-            if progress is not None and progress.finished:
-                say("the run has finished")
+        if finished and last_rows >= 0:
+            say("the run has finished")
+            return png
+        if once:
             return png
         if idle_s is not None and time.monotonic() - last_change > idle_s:
             say(f"no new queries for {idle_s:g} s; stopping")
