@@ -28,48 +28,28 @@ has been answered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
-
 import torch
-from hil.drivers.rig import Float32, Retryable, RigOptions, RowRig, check_bounds
+from hil.drivers.rig import Retryable, RowRig
+from hil.drivers.serial_board_config import MAX_BAUDRATE, MAX_CHANNELS, SerialBoardConfig  # noqa: F401
 
 from hil.blackbox import BlackBoxSpec
-from hil.config import Range, check
 from hil.errors import DeviceError
 from hil.registry import BLACKBOXES
-
-#: the fastest serial line (baud): USB-serial bridges top out at 12 Mbaud
-MAX_BAUDRATE = 20_000_000
-#: the most DAC or ADC channels one board may declare
-MAX_CHANNELS = 4096
 
 
 @BLACKBOXES.register("serial_board")
 class SerialBoard(RowRig):
     """``batch x n_dac`` DAC voltages -> ``batch x n_adc`` ADC voltages of the board's physical system."""
 
-    @dataclass
-    class Config(RigOptions):
-        port: str = ""
-        baudrate: Annotated[int, Range(ge=1, le=MAX_BAUDRATE)] = 115200
-        n_dac: Annotated[int, Range(ge=1, le=MAX_CHANNELS)] = 4
-        n_adc: Annotated[int, Range(ge=1, le=MAX_CHANNELS)] = 3
-        dac_min_v: Float32 = 0.0
-        dac_max_v: Float32 = 3.3
-        timeout_s: Annotated[float, Range(gt=0, le=3600)] = 0.2
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            check(bool(self.port), "port", "give the serial port, e.g. /dev/ttyACM0 or /dev/serial/by-id/...")
-            check_bounds(self.dac_min_v, self.dac_max_v, "dac_min_v", "dac_max_v")
+    Config = SerialBoardConfig
 
     def __init__(self, config: Config) -> None:
         c = self.config = config
-        super().__init__(BlackBoxSpec(name=f"serial_board({c.port})", input_dim=c.n_dac,
-                                      lower=torch.full((c.n_dac,), float(c.dac_min_v)),
-                                      upper=torch.full((c.n_dac,), float(c.dac_max_v)),
-                                      output_shape=(c.n_adc,), stochastic=True, out_of_bounds=c.out_of_bounds))
+        s = c.static_spec()
+        super().__init__(BlackBoxSpec(name=f"serial_board({c.port})", input_dim=s.input_dim,
+                                      lower=torch.full((s.input_dim,), float(c.dac_min_v)),
+                                      upper=torch.full((s.input_dim,), float(c.dac_max_v)),
+                                      output_shape=s.output_shape, stochastic=True, out_of_bounds=c.out_of_bounds))
         self.serial = None
         self.identity = ""
         self.what_to_check = (f"the cable and power, that the firmware runs, and the baud rate ({c.baudrate})")

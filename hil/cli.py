@@ -30,7 +30,7 @@ def _dry_run_data(args: argparse.Namespace, path: str) -> Iterator[dict | None]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hil.run import load_run_config
+    from hil.runconfig import load_run_config
 
     config = load_run_config(args.config)  # the file as written first: its errors name the user's keys
     with _dry_run_data(args, args.config) as data:
@@ -88,22 +88,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hil.config import load_yaml
-    from hil.run import is_pnn_config, load_run_config
+    from hil.runconfig import check_buildable, is_pnn_config, load_run_config
 
     data = load_yaml(args.config)  # read once; relative paths inside stay relative to the file's folder
     base = Path(args.config).parent
     if is_pnn_config(data):
-        from hil.pnn import load_pnn_config
+        from hil.pnn_config import check_buildable as check_pnn
+        from hil.pnn_config import load_pnn_config
 
         pnn = load_pnn_config(data, base=base)
+        check_pnn(pnn)
         print(f"{args.config}: valid (physical-neural-network experiment {pnn.name}: {', '.join(pnn.modes)}; "
               f"run it with hil pnn)")
         return 0
     config = load_run_config(data, base=base)
-    # the pieces that depend on each other (the objective on the box's output shape) are built, not run: a
-    # BlackBox does no I/O before connect(), so this checks what a run would find before its first query
-    box = config.blackbox.build()
-    config.objective.build(output_shape=box.spec.output_shape)
+    check_buildable(config)  # what a run would find before its first query, from the configs when they say
     parts = [config.blackbox.type, f"optimizer {config.optimizer.type}"]
     if config.estimator is not None:
         parts.append(f"estimator {config.estimator.type}")
@@ -121,7 +120,7 @@ def _cmd_log_watch(args: argparse.Namespace) -> int:
 def _cmd_pnn(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from hil.pnn import load_pnn_config
+    from hil.pnn_config import load_pnn_config
 
     config = load_pnn_config(args.config)
     with _dry_run_data(args, args.config) as data:

@@ -319,11 +319,16 @@ def require(condition: bool, message: str) -> None:
 
 @dataclasses.dataclass
 class TypedSection:
-    """A validated ``{type: NAME, ...options}`` section: the registered class and its options."""
+    """A validated ``{type: NAME, ...options}`` section: the type's options, and its registry, which imports the
+    implementation (:attr:`cls`) only when the section is built."""
 
     type: str
-    cls: Any
+    registry: Registry
     options: Any
+
+    @property
+    def cls(self) -> Any:
+        return self.registry.get(self.type)
 
     def build(self, **extra: Any) -> Any:
         return self.cls.from_config(self.options, **extra)
@@ -343,11 +348,11 @@ def parse_typed(registry: Registry, data: Any, where: str) -> TypedSection:
         raise ConfigError(f"{where}.type: expected a type name (a string), got {name!r}; allowed types: "
                           f"{', '.join(registry.names())}")
     try:
-        cls = registry.get(name)
+        config = registry.config(name)
     except RegistryError as exc:
         raise ConfigError(f"{where}.type: {exc}") from None
-    options = parse(cls.Config, {k: v for k, v in data.items() if k != "type"}, where)
-    return TypedSection(name, cls, options)
+    options = parse(config, {k: v for k, v in data.items() if k != "type"}, where)
+    return TypedSection(name, registry, options)
 
 
 class _StrictLoader(yaml.SafeLoader):

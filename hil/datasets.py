@@ -17,15 +17,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import torch
 
 from hil.config import Range, check, parse
 from hil.errors import ConfigError
 
-Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+if TYPE_CHECKING:
+    pass
+
+#: ``x_train, y_train, x_test, y_test`` tensors
+Split = "tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]"
 
 
 @dataclass
@@ -132,5 +135,7 @@ def stratified_split(x: np.ndarray, labels: np.ndarray, test_fraction: float, se
     except ValueError as exc:
         raise ConfigError(f"dataset: cannot split {len(labels)} samples into training and test sets with "
                           f"training.test_fraction {test_fraction} ({exc})") from exc
+    import torch  # the data's tensors: only here, so that checking a config's dataset: needs no torch
+
     t = torch.from_numpy
     return t(x_tr), t(y_tr), t(x_te), t(y_te)

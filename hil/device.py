@@ -8,15 +8,21 @@ assume where a model computes.
 
 from __future__ import annotations
 
-import torch
+import re
+from typing import TYPE_CHECKING
 
 from hil.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 
 
 def resolve_device(name: str, key: str = "device") -> torch.device:
     """The torch device ``name`` stands for; ``key`` (as the user wrote it) names it in errors."""
+    import torch
+
     if not isinstance(name, str):
         raise ConfigError(f"{key} must be one of {DEVICE_CHOICES}, got {name!r}")
     if name == "auto":
@@ -42,6 +48,10 @@ def check_device(name: str) -> None:
     ``blackbox.device``, ``estimator.device``, ``surrogate.device``)."""
     from hil.config import FieldError
 
+    if name in ("auto", "cpu"):  # any machine has these: no need to import torch to check a config
+        return
+    if not isinstance(name, str) or not re.fullmatch(r"cuda(:\d+)?", name):
+        raise FieldError("device", f"must be one of {DEVICE_CHOICES}, got {name!r}")
     try:
         resolve_device(name, "device")
     except ConfigError as exc:

@@ -21,30 +21,16 @@ with ``purpose="probe"``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import torch
 
 from hil.blackbox import BlackBox, Differentiable
-from hil.config import FieldError, Range, Seed
-from hil.errors import ConfigError, EstimatorError
+from hil.errors import EstimatorError
+from hil.estimator_configs import ExactConfig, FiniteDifferenceConfig, SPSAConfig, SurrogateConfig
 from hil.registry import ESTIMATORS
-from hil.sections import load_blackbox_file, parse_blackbox
-from hil.surrogate import Count, Surrogate, SurrogateConfig
-
-#: a probe's step, a fraction of each input's range (central differences stay inside the bounds)
-ProbeStep = Annotated[float, Range(gt=0, lt=0.5)]
-
-
-def _nested_section_error(key: str, exc: ConfigError) -> FieldError:
-    """An error from a section nested in a config (``model:``, validated with ``where=key``) as one naming that
-    field, so that parse puts the outer section's path in front: ``estimator.model.wrappers[1].gamma: ...``."""
-    message = str(exc)
-    if message.startswith((f"{key}.", f"{key}:")):
-        path, _, detail = message.partition(": ")
-        return FieldError(path, detail)
-    return FieldError(key, message)
+from hil.sections import parse_blackbox
+from hil.surrogate import Surrogate
 
 
 class GradientEstimator:
@@ -194,18 +180,7 @@ class ExactEstimator(GradientEstimator):
     a separate ``model:`` (a blackbox section, e.g. the ideal model twin while the forward pass runs on a
     mismatched bench): physics-aware training with a digital twin as the backward pass."""
 
-    @dataclass
-    class Config:
-        model: dict | str | None = None  # a blackbox section, or a twin config file (e.g. twin_fit.yaml)
-
-        def __post_init__(self) -> None:
-            try:
-                if isinstance(self.model, str):
-                    self.model = load_blackbox_file(self.model)
-                if self.model is not None:
-                    parse_blackbox(self.model, "model")  # fail on load, naming the key
-            except ConfigError as exc:
-                raise _nested_section_error("model", exc) from None
+    Config = ExactConfig
 
     def __init__(self, model: BlackBox | None = None) -> None:
         super().__init__()
@@ -256,10 +231,7 @@ class FiniteDifferenceEstimator(GradientEstimator):
     """Central differences with step ``step`` (a fraction of each input's range), kept inside the bounds;
     ``repeats`` draws per probe point are averaged (a stochastic BlackBox: the L-GSO paper's ``R-bar``)."""
 
-    @dataclass
-    class Config:
-        step: ProbeStep = 1e-3
-        repeats: Count = 1
+    Config = FiniteDifferenceConfig
 
     def __init__(self, step: float = 1e-3, repeats: int = 1) -> None:
         self.step = step
@@ -294,11 +266,7 @@ class FiniteDifferenceEstimator(GradientEstimator):
 class SPSAEstimator(GradientEstimator):
     """Simultaneous perturbation: ``n_directions`` random +-1 directions, perturbation ``step`` of each range."""
 
-    @dataclass
-    class Config:
-        step: ProbeStep = 0.01
-        n_directions: Count = 1
-        seed: Seed = 0
+    Config = SPSAConfig
 
     def __init__(self, step: float = 0.01, n_directions: int = 1, seed: int = 0) -> None:
         self.step = step

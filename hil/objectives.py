@@ -6,19 +6,14 @@ only ``dy/dx`` comes from an estimator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
 import torch
 
-from hil.config import Range, Seed, check
+from hil.config import FieldError
 from hil.errors import ConfigError
+from hil.objective_configs import FLOAT32_MAX, OutputValue, TargetDistanceConfig  # noqa: F401  (re-exported)
 from hil.registry import OBJECTIVES
-
-#: the largest float32: a target is held in float32, so a larger value would become infinite
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-#: an output value (finite in float32)
-OutputValue = Annotated[float, Range(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 
 
 class Objective:
@@ -47,22 +42,7 @@ class TargetDistance(Objective):
     ``[target_low, target_high]`` from ``target_seed``.
     """
 
-    @dataclass
-    class Config:
-        target: list[OutputValue] | None = None  # as many values as the blackbox outputs (checked when built)
-        target_low: OutputValue = -1.0
-        target_high: OutputValue = 1.0
-        target_seed: Seed = 1
-        norm: Literal["rms", "l2", "l1", "mse"] = "rms"
-
-        def __post_init__(self) -> None:
-            check(self.target is None or len(self.target) >= 1, "target",
-                  "give one value per blackbox output (or null: drawn in [target_low, target_high])")
-            check(self.target_low < self.target_high, "target_high",
-                  f"must be > target_low ({self.target_low:g}), got {self.target_high:g}")
-            check(self.target_high - self.target_low <= FLOAT32_MAX, "target_high",
-                  f"must be at most {FLOAT32_MAX:g} above target_low (the target is drawn in float32), got "
-                  f"{self.target_high:g} with target_low {self.target_low:g}")
+    Config = TargetDistanceConfig
 
     def __init__(self, target: torch.Tensor, norm: str = "rms") -> None:
         self.target = target.to(torch.float32)
@@ -73,11 +53,11 @@ class TargetDistance(Objective):
         n = 1
         for s in output_shape:
             n *= s
+        try:
+            config.check_output_shape(tuple(output_shape))
+        except FieldError as exc:  # built without a config's path to name (a config is checked before it is built)
+            raise ConfigError(f"objective.{exc}") from None
         if config.target is not None:
-            if len(config.target) != n:
-                # the objective section (the only place an objective is configured) cannot see the blackbox's
-                # output shape when it is parsed: this is checked when the run builds it
-                raise ConfigError(f"objective.target: has {len(config.target)} values; the blackbox outputs {n}")
             target = torch.tensor(config.target, dtype=torch.float32)
         else:
             gen = torch.Generator().manual_seed(config.target_seed)

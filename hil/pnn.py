@@ -22,29 +22,31 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from hil.blackbox import BlackBox
-from hil.calib.record import apply_corrections, load_records, parse_calibrations
-from hil.calib.runner import parse_calibrate
-from hil.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, Seed, check, load_yaml, parse, parse_typed
-from hil.datasets import load_dataset, parse_dataset
+from hil.config import parse_typed
+from hil.datasets import load_dataset
 from hil.errors import ConfigError
 from hil.estimators import ExactEstimator, GradientEstimator, SurrogateEstimator
 from hil.layer import PhysicalLayer
-from hil.querylog import _MAX_RUNS, QueryLog
+from hil.pnn_config import (  # noqa: F401  (re-exported: an experiment's config is read here too)
+    MODES,
+    Mode,
+    PNNConfig,
+    PNNLogConfig,
+    TrainingConfig,
+    check_same_io,
+    load_pnn_config,
+)
+from hil.querylog import QueryLog
 from hil.registry import ESTIMATORS
-from hil.sections import load_blackbox_file, parse_blackbox
-from hil.surrogate import INT64_MAX
-
-Mode = Literal["in_silico", "pat_model_twin", "pat_gradpie"]
-MODES: tuple[str, ...] = ("in_silico", "pat_model_twin", "pat_gradpie")
+from hil.sections import parse_blackbox
 
 
 class PeriodicBounds(nn.Module):
@@ -121,94 +123,6 @@ def train_classifier(model: HybridClassifier, x: torch.Tensor, labels: torch.Ten
 # -- the experiment ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class TrainingConfig:
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 32
-    lr: PositiveFloat = 0.02
-    seeds: list[Seed] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    test_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.3
-    # pat_gradpie: random bench queries the surrogate starts from (one batch: a torch size)
-    warmup_queries: Annotated[int, Range(ge=0, le=INT64_MAX)] = 1000
-    warmup_epochs: NonNegativeInt = 30
-
-    def __post_init__(self) -> None:
-        check(len(self.seeds) >= 1, "seeds", "give at least one seed")
-        for i, seed in enumerate(self.seeds):  # each run is logged as MODE-seedN
-            check(seed not in self.seeds[:i], f"seeds[{i}]", f"seed {seed} is listed twice")
-
-
-@dataclass
-class PNNLogConfig:
-    dir: str = "runs"
-
-
-@dataclass
-class PNNConfig:
-    bench: dict
-    model_twin: dict | str  # a blackbox section, or a twin config file (e.g. the twin fit's twin_fit.yaml)
-    surrogate: dict
-    name: str = "pnn"
-    description: str = ""
-    dataset: Any = "digits"  # digits, or {path: FILE.npz | FILE.h5, images_key, labels_key, limit} (hil.datasets)
-    modes: list[str] = field(default_factory=lambda: list(MODES))
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    log: PNNLogConfig = field(default_factory=PNNLogConfig)
-    #: calibration records applied to the bench (``[a.json, ...]`` or ``{records: [...], max_age_h: N}``)
-    calibrations: Any = None
-    #: options for ``hil calibrate`` on the bench (``{NAME: {...}, skip: [...]}``, see hil.calib.runner)
-    calibrate: Any = None
-
-    def __post_init__(self) -> None:
-        self.dataset = parse_dataset(self.dataset)
-        parse_calibrations(self.calibrations)
-        parse_calibrate(self.calibrate)
-        parse_blackbox(self.bench, "bench")
-        if isinstance(self.model_twin, str):
-            self.model_twin = load_blackbox_file(self.model_twin)
-        parse_blackbox(self.model_twin, "model_twin")
-        section = parse_typed(ESTIMATORS, self.surrogate, "surrogate")  # its errors name surrogate.KEY
-        check(section.type == "surrogate", "surrogate.type",
-              f"must be 'surrogate' (pat_gradpie's backward pass), got {section.type!r}")
-        check(section.options.loss != "matchopt", "surrogate.loss",
-              "matchopt sorts its data by an objective, which a physical layer's answers do not have; "
-              "use gradpie, mse or mae")
-        check(len(self.modes) >= 1, "modes", f"give at least one mode; allowed values: {', '.join(MODES)}")
-        for i, mode in enumerate(self.modes):
-            check(mode in MODES, f"modes[{i}]", f"{mode!r} is not allowed; allowed values: {', '.join(MODES)}")
-            check(mode not in self.modes[:i], f"modes[{i}]", f"{mode!r} is listed twice")
-        runs = len(self.modes) * len(self.training.seeds)
-        check(runs <= _MAX_RUNS, "training.seeds",
-              f"{len(self.modes)} modes x {len(self.training.seeds)} seeds is {runs} runs; a log holds at most "
-              f"{_MAX_RUNS}")
-
-
-def load_pnn_config(source: str | Path | dict, base: Path | None = None) -> PNNConfig:
-    """Validate a PNN config; its ``calibrations:`` are applied to ``bench`` (``records`` holds them after).
-    ``base``: the folder relative paths in a mapping are relative to (default: the file's, or the working one)."""
-    data = dict(source) if isinstance(source, dict) else load_yaml(source)
-    if base is None:
-        base = Path.cwd() if isinstance(source, dict) else Path(source).parent
-    if isinstance(data.get("model_twin"), str):
-        try:
-            data["model_twin"] = load_blackbox_file(data["model_twin"], base=base)
-        except ConfigError as exc:
-            raise ConfigError(f"model_twin: {exc}") from None
-    try:
-        config = parse(PNNConfig, data, "pnn")
-    except ConfigError as exc:
-        # the sections are at the top of the file: name them as written (training.epochs, not pnn.training.epochs)
-        raise ConfigError(str(exc).removeprefix("pnn.")) from None
-    records = load_records(parse_calibrations(config.calibrations), config.bench, "bench", base=base)
-    config.bench = apply_corrections(config.bench, records, "bench")
-    config.calibrations = [r.id for r in records] or None
-    if not isinstance(config.dataset, str):  # a relative data file: next to the config when not found as given
-        p = Path(config.dataset.path)
-        if not p.is_absolute() and not p.exists() and (base / p).exists():
-            config.dataset.path = str(base / p)
-    return config
-
-
 def _estimator_for(mode: str, config: PNNConfig, model_twin: BlackBox) -> GradientEstimator:
     if mode == "pat_gradpie":
         return parse_typed(ESTIMATORS, config.surrogate, "surrogate").build()
@@ -282,10 +196,7 @@ def run_pnn_experiment(config: PNNConfig, *, log_path: str | Path | None = None,
     data = load_dataset(config.dataset, config.training.test_fraction)
     bench_spec = parse_blackbox(config.bench, "bench").build().spec
     twin_spec = parse_blackbox(config.model_twin, "model_twin").build().spec
-    if (bench_spec.input_dim, bench_spec.output_shape) != (twin_spec.input_dim, twin_spec.output_shape):
-        raise ConfigError(f"model_twin must take and give what the bench does: bench {bench_spec.input_dim} -> "
-                          f"{list(bench_spec.output_shape)}, model_twin {twin_spec.input_dim} -> "
-                          f"{list(twin_spec.output_shape)}; give both the same macro-pixel and detector wrappers")
+    check_same_io(bench_spec, twin_spec)
     run_stamp = f"{config.name}-{time.strftime('%Y%m%dT%H%M%S')}"
     path = Path(log_path) if log_path else Path(config.log.dir) / f"{run_stamp}.h5"
     twin_path = model_twin_log_path(path)

@@ -33,6 +33,12 @@ a *plug-in*: a class with
    that module alone. The core never imports a plug-in by name (an import-linter contract in hil's
    ``pyproject.toml``).
 
+   To have a config checked without importing the implementation (or torch), declare the ``Config`` in a
+   torch-free module with ``@BLACKBOXES.declare("damped_pendulum", "my_lab_hil.pendulum:DampedPendulum")``,
+   point the ``hil.types`` entry point at that module and set ``Config = PendulumConfig`` on the class; the
+   optional shape methods of :mod:`hil.shapes` (``static_spec``, ``check_output_shape``) let ``hil validate``
+   check it without building anything.
+
 The protocols below say what each kind must have. Implementations subclass the base classes re-exported
 here (:class:`BlackBox`, :class:`BlackBoxWrapper`, :class:`Objective`, :class:`GradientEstimator`,
 :class:`Optimizer`, :class:`Calibration`), which provide the validated, logged paths and the defaults; the

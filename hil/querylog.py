@@ -85,7 +85,7 @@ import h5py
 import numpy as np
 
 from hil.errors import LogError
-from hil.purposes import PURPOSES
+from hil.purposes import MAX_RUNS, PURPOSES
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -117,7 +117,7 @@ _RESERVED_ATTRS = frozenset(
      "run_summaries"}
 )
 _JSON_ATTRS = ("config", "versions", "run_ids", "run_started", "run_summaries")
-_MAX_RUNS = int(np.iinfo(np.uint16).max) + 1
+_MAX_RUNS = MAX_RUNS
 _SCALAR_CHUNK_ROWS = 4096
 _TARGET_CHUNK_BYTES = 1 << 19
 

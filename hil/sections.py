@@ -15,15 +15,20 @@ Each wrapper is a BlackBox around the one before it, so input-side effects
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from hil.blackbox import BlackBox
-from hil.config import TypedSection, load_yaml, parse_typed
+from hil.config import FieldError, TypedSection, join, load_yaml, parse_typed
 from hil.errors import ConfigError
 from hil.registry import BLACKBOXES, WRAPPERS
+from hil.shapes import StaticSpec
+
+if TYPE_CHECKING:
+    from hil.blackbox import BlackBox
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,11 +50,40 @@ class BlackBoxSection:
             box = wrapper.build(inner=box)
         return box
 
+    def static_spec(self, where: str = "blackbox") -> StaticSpec | None:
+        """The built BlackBox's shapes, from the configs alone (:mod:`hil.shapes`), checking that each wrapper fits
+        what it wraps; ``None`` when a type here does not say (then only building it checks it)."""
+        if not hasattr(self.base.options, "static_spec"):
+            return None
+        spec = _named(self.base.options.static_spec, where)
+        for i, wrapper in enumerate(self.wrappers):
+            if not hasattr(wrapper.options, "static_spec"):
+                return None
+            spec = _named(wrapper.options.static_spec, f"{where}.wrappers[{i}]", spec)
+        return spec
+
     def as_dict(self) -> dict[str, Any]:
         out = self.base.as_dict()
         if self.wrappers:
             out["wrappers"] = [w.as_dict() for w in self.wrappers]
         return out
+
+
+def _named(compute: Callable[..., T], where: str, *args: Any) -> T:
+    """``compute(*args)``, its :class:`~hil.config.FieldError` named by the path the user wrote (``where.key``)."""
+    try:
+        return compute(*args)
+    except FieldError as exc:
+        raise ConfigError(f"{join(where, exc.key) if exc.key else where}: {exc.detail}") from None
+
+
+def check_objective_shape(objective: TypedSection, output_shape: tuple[int, ...], where: str = "objective") -> bool:
+    """Check ``objective`` on a BlackBox's ``output_shape`` from its config alone; ``False`` when its type does not
+    say (then only building it checks it)."""
+    if not hasattr(objective.options, "check_output_shape"):
+        return False
+    _named(objective.options.check_output_shape, where, tuple(output_shape))
+    return True
 
 
 def parse_blackbox(data: Any, where: str = "blackbox") -> BlackBoxSection:

@@ -38,32 +38,14 @@ BlackBox bounds and outputs are standardised by the first data seen.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
 
 import torch
 from torch import nn
 
-from hil.config import (
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Range,
-    Seed,
-    UnitFloat,
-    check,
-)
-from hil.device import check_device, resolve_device
+from hil.device import resolve_device
+from hil.estimator_configs import INT64_MAX, Count, LossName, SurrogateConfig  # noqa: F401  (re-exported)
 from hil.knn import KNNPairs
 from hil.matchopt import matchopt_loss, percentile_bins, sample_trajectories
-
-LossName = Literal["mse", "mae", "gradpie", "matchopt"]
-
-#: torch's sizes and seeds are 64-bit integers: a larger count overflows when the model or a batch is built
-INT64_MAX = 2**63 - 1
-#: a count that sizes a tensor (a layer's width, a batch, neighbours per point)
-Count = Annotated[int, Range(ge=1, le=INT64_MAX)]
 
 
 def _inverse_distance_weights(dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -91,41 +73,6 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-@dataclass
-class SurrogateConfig:
-    loss: LossName = "gradpie"
-    k: Count = 5
-    hidden: list[Count] = field(default_factory=lambda: [256, 256])
-    layer_norm: bool = False
-    epochs: NonNegativeInt = 5
-    lr: PositiveFloat = 1e-3
-    batch_size: Count = 256
-    weight_decay: NonNegativeFloat = 0.0
-    value_weight: NonNegativeFloat | None = None  # null: 0 for gradpie, 1 for matchopt (its regression term)
-    pairs_per_anchor: PositiveInt = 1  # <= k
-    pair_weight: Literal["uniform", "inverse_distance"] = "uniform"
-    input_features: Literal["raw", "phase"] = "raw"
-    # shared: one scale for all outputs (pixels of an image keep their relative weight);
-    # per_output: each output standardised alone (figures in different units, e.g. dB, Hz, degrees)
-    output_scale: Literal["shared", "per_output"] = "shared"
-    bins: Annotated[int, Range(ge=2, le=INT64_MAX)] = 32  # matchopt: percentile bins, the points of a trajectory
-    path_steps: PositiveInt = 5  # matchopt: Riemann points of each path integral (the authors' 5)
-    # bounded training: minibatch steps per fit (null: `epochs` full passes over all data)
-    steps: PositiveInt | None = None
-    recent_fraction: UnitFloat = 0.5  # bounded training: share of each minibatch from the newest points
-    recent_points: PositiveInt = 1024  # bounded training: how many of the newest points count as recent
-    device: str = "auto"          # auto | cpu | cuda | cuda:N: where the model, its data and its pairs live
-    concurrent: bool = False      # train in a background thread while the BlackBox measures (estimators.py)
-    seed: Seed = 0
-
-    def __post_init__(self) -> None:
-        if self.value_weight is None:
-            self.value_weight = 1.0 if self.loss == "matchopt" else 0.0
-        check(self.pairs_per_anchor <= self.k, "pairs_per_anchor",
-              f"must be <= k ({self.k}), got {self.pairs_per_anchor}")
-        check_device(self.device)
 
 
 class Surrogate:

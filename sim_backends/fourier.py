@@ -24,23 +24,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
+from hil.sim_backends.fourier_config import MAX_COUNTS_PER_INTENSITY, FourierTwinConfig, Side  # noqa: F401
 from torch import nn
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import NonNegativeInt, PositiveFloat, Range, check
-from hil.device import check_device, resolve_device
+from hil.device import resolve_device
 from hil.errors import CalibrationError, ConfigError
 from hil.registry import BLACKBOXES, TWIN_MODELS
 
 TWO_PI = 2 * math.pi
-#: one side of the SLM or the camera, in pixels (a 4K SLM: 4096)
-Side = Annotated[int, Range(ge=1, le=8192)]
-#: counts per unit intensity (exposure_s x gain) at most this: float32 counts stay finite
-MAX_COUNTS_PER_INTENSITY = 1e30
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -182,49 +177,7 @@ class FourierRig(nn.Module):
 class FourierTwin(BlackBox):
     """``batch x n_phases`` (rad, in ``[0, 2 pi]``) -> ``batch x roi_h x roi_w`` counts, or ``batch x regions``."""
 
-    @dataclass
-    class Config:
-        slm_shape: list[Side] | None = None  # [rows, cols]; default [64, 64]
-        blocks: list[Side] | None = None
-        camera_shape: list[Side] | None = None  # [rows, cols]; default the SLM's
-        roi: list[NonNegativeInt] | None = None  # [y0, x0, height, width]; default the whole frame
-        regions: list[Side] | None = None
-        exposure_s: PositiveFloat = 1.0
-        gain: PositiveFloat = 1.0
-        gamma: Annotated[float, Range(ge=0.2, le=5)] = 1.0  # the SLM's phase response (1, 1: ideal)
-        scale: Annotated[float, Range(gt=0, le=1.5)] = 1.0
-        slm_bitdepth: Annotated[int, Range(ge=1, le=16)] = 8
-        camera_bitdepth: Annotated[int, Range(ge=1, le=16)] = 8
-        readout: bool = True  # clip and truncate to integer counts, as a camera does
-        out_of_bounds: Literal["reject", "clip"] = "clip"
-        device: str = "auto"
-
-        def __post_init__(self) -> None:
-            check_device(self.device)
-            self.slm_shape = [64, 64] if self.slm_shape is None else list(self.slm_shape)
-            for key in ("slm_shape", "blocks", "camera_shape", "regions"):
-                value = getattr(self, key)
-                check(value is None or len(value) == 2, key, f"must be [rows, cols] (2 positive integers), got {value}")
-            check(self.roi is None or len(self.roi) == 4, "roi",
-                  f"must be [y0, x0, height, width] (4 integers), got {self.roi}")
-            product = self.exposure_s * self.gain
-            check(product <= MAX_COUNTS_PER_INTENSITY, "exposure_s",
-                  f"exposure_s x gain = {product:.3g} must be <= {MAX_COUNTS_PER_INTENSITY:g} (float32 counts)")
-            # the optics' geometry (FourierRig checks it too): fail here, naming the key
-            ny, nx = self.slm_shape
-            hc, wc = self.slm_shape if self.camera_shape is None else self.camera_shape
-            check(hc <= ny and wc <= nx, "camera_shape",
-                  f"{[hc, wc]} is larger than the far field {self.slm_shape} (slm_shape): slmsuite's unpad refuses "
-                  f"it (give an affine, which this model does not cover)")
-            if self.blocks is not None:
-                check(ny % self.blocks[0] == 0 and nx % self.blocks[1] == 0, "blocks",
-                      f"{self.blocks} must divide slm_shape {self.slm_shape}")
-            y0, x0, h, w = (0, 0, hc, wc) if self.roi is None else self.roi
-            check(h >= 1 and w >= 1, "roi", f"height and width must be >= 1, got {self.roi}")
-            check(y0 + h <= hc and x0 + w <= wc, "roi", f"{self.roi} does not fit the camera's {[hc, wc]} frame")
-            if self.regions is not None:
-                check(h % self.regions[0] == 0 and w % self.regions[1] == 0, "regions",
-                      f"{self.regions} must divide the roi's {h} x {w}")
+    Config = FourierTwinConfig
 
     def __init__(self, config: Config) -> None:
         c = self.config = config

@@ -28,28 +28,44 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
-from typing import Annotated
+from dataclasses import replace
+from typing import Any
 
 import torch
+from hil.sim_backends.imperfections_config import (  # noqa: F401  (re-exported)
+    MAX_ELECTRONS_PER_UNIT,
+    Bits,
+    CameraConfig,
+    Delay,
+    DetectorRegionsConfig,
+    DriftConfig,
+    LatencyConfig,
+    SLMCrosstalkConfig,
+    SLMMacropixelsConfig,
+    SLMPhaseResponseConfig,
+    SLMQuantisationConfig,
+    SLMSettlingConfig,
+)
 
-from hil.blackbox import BlackBox, BlackBoxWrapper, Delayed, find_attribute
-from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Range, Seed, check
+from hil.blackbox import BlackBox, BlackBoxWrapper, Delayed
+from hil.config import FieldError, join
 from hil.errors import ConfigError, DeviceError
 from hil.registry import WRAPPERS
+from hil.shapes import StaticSpec, static_spec_of
 
 TWO_PI = 2 * math.pi
-#: a seed for torch.Generator.manual_seed (which refuses integers past 2^64 - 1)
-#: a bit depth (an SLM's drive, a camera's ADC)
-Bits = Annotated[int, Range(ge=1, le=16)]
-#: a delay per query or per batch (s); past an hour, a batch's sleep could overflow time.sleep
-Delay = Annotated[float, Range(ge=0, le=3600)]
-#: electrons per unit of the inner box's output, at most: the scale must be a float32 (3.4e38), or a dark pixel's
-#: 0 x inf is NaN
-MAX_ELECTRONS_PER_UNIT = 1e38
 #: the largest mean electron count drawn from: past ~9.2e18 torch.poisson's int64 overflows (negative draws); a
 #: mean that large saturates the camera for any gain_e_per_count up to 1e14
 POISSON_CAP = 9e18
+
+
+def _fit(name: str, config: Any, inner: BlackBox) -> StaticSpec:
+    """``config.static_spec`` on the built BlackBox ``inner``: the check ``hil validate`` makes on the config, made
+    once more on what is wrapped; its error names the wrapper (built without a config's path to name)."""
+    try:
+        return config.static_spec(static_spec_of(inner))
+    except FieldError as exc:
+        raise ConfigError(f"{join(name, exc.key) if exc.key else name}: {exc.detail}") from None
 
 
 class _Wrapper(BlackBoxWrapper):
@@ -95,9 +111,7 @@ class SLMQuantisation(_Wrapper):
     """The SLM's drive has ``bits`` bits: phases snap to ``2^bits`` levels over one period of the bounds
     (``lower + n * period / 2^bits``); the top of the range wraps to the bottom, as phase does."""
 
-    @dataclass
-    class Config:
-        bits: Bits = 8
+    Config = SLMQuantisationConfig
 
     def __init__(self, inner: BlackBox, bits: int = 8) -> None:
         super().__init__(inner)
@@ -121,10 +135,7 @@ class SLMPhaseResponse(_Wrapper):
     ``u = (x - lower) / period`` the commanded fraction of the range. ``gamma = 1, scale = 1`` is ideal;
     ``scale < 1`` is an SLM that does not reach a full 2 pi."""
 
-    @dataclass
-    class Config:
-        gamma: Annotated[float, Range(ge=0.2, le=5)] = 1.0
-        scale: Annotated[float, Range(gt=0, le=1)] = 1.0
+    Config = SLMPhaseResponseConfig
 
     def __init__(self, inner: BlackBox, gamma: float = 1.0, scale: float = 1.0) -> None:
         super().__init__(inner)
@@ -147,16 +158,11 @@ class SLMCrosstalk(_Wrapper):
     """Pixel crosstalk (fringing fields): the drive seen by each SLM pixel is a Gaussian blur, of
     ``sigma_px`` pixels, of the commanded drive. Needs a twin with an ``slm_shape`` (rows, cols)."""
 
-    @dataclass
-    class Config:
-        sigma_px: Annotated[float, Range(ge=0.01, le=10)] = 0.5  # under 0.01 px: no crosstalk (and float32's 0/0)
+    Config = SLMCrosstalkConfig
 
     def __init__(self, inner: BlackBox, sigma_px: float = 0.5) -> None:
         super().__init__(inner)
-        shape = find_attribute(inner, "slm_shape")
-        if shape is None:
-            raise ConfigError(f"slm_crosstalk: {inner.spec.name} has no slm_shape; wrap an SLM twin")
-        self.slm_shape = tuple(shape)
+        self.slm_shape = _fit("slm_crosstalk", SLMCrosstalkConfig(sigma_px), inner).slm_shape
         self.sigma_px = sigma_px
         radius = max(1, int(math.ceil(3 * sigma_px)))
         t = torch.arange(-radius, radius + 1, dtype=torch.float32)
@@ -187,12 +193,7 @@ class Drift(_Wrapper):
     inside ``camera`` the power drift acts on the light; outside, the offset is in camera counts.
     """
 
-    @dataclass
-    class Config:
-        power_amplitude: Annotated[float, Range(ge=0, lt=1)] = 0.05
-        offset_amplitude: Annotated[float, Range(ge=0, le=1e30)] = 0.0  # float32 answers stay finite
-        period_queries: Annotated[float, Range(ge=1)] = 5000.0  # shorter than a query is noise, and 2 pi n / period
-        seed: Seed = 0                                             # overflows to inf (sin: NaN) for tiny periods
+    Config = DriftConfig
 
     def __init__(self, inner: BlackBox, config: Config) -> None:
         super().__init__(inner, stochastic=True)
@@ -234,27 +235,7 @@ class Camera(_Wrapper):
     the same clip (no gradient through saturated pixels, as on the bench) and no rounding.
     """
 
-    @dataclass
-    class Config:
-        exposure_s: PositiveFloat = 1e-3
-        photons_per_s: PositiveFloat = 1.5e8  # with the defaults, a two-spot pattern peaks near 3000 of 4095 counts
-        quantum_efficiency: Annotated[float, Range(gt=0, le=1)] = 0.6
-        gain_e_per_count: Annotated[float, Range(ge=1e-6)] = 1.0  # cameras: 0.01-100
-        read_noise_e: NonNegativeFloat = 5.0
-        dark_level_counts: NonNegativeFloat = 20.0
-        bit_depth: Bits = 12
-        shot_noise: bool = True
-        seed: Seed = 0
-
-        def __post_init__(self) -> None:
-            full_scale = 2**self.bit_depth - 1
-            check(self.dark_level_counts < full_scale, "dark_level_counts",
-                  f"must be below the full scale 2^bit_depth - 1 = {full_scale}, got {self.dark_level_counts:g} "
-                  f"(every pixel would read saturated)")
-            per_unit = self.photons_per_s * self.exposure_s * self.quantum_efficiency
-            check(per_unit <= MAX_ELECTRONS_PER_UNIT, "exposure_s",
-                  f"photons_per_s x exposure_s x quantum_efficiency = {per_unit:.3g} electrons per unit of signal "
-                  f"must be <= {MAX_ELECTRONS_PER_UNIT:g} (float32); lower exposure_s or photons_per_s")
+    Config = CameraConfig
 
     def __init__(self, inner: BlackBox, config: Config) -> None:
         super().__init__(inner, stochastic=config.shot_noise or config.read_noise_e > 0)
@@ -305,11 +286,7 @@ class Latency(Delayed):
     """Bench timing: each query (one SLM frame) waits ``settle_s`` for the SLM to settle plus
     ``exposure_s`` for the camera; each batch adds ``per_batch_s`` (transfer, triggering)."""
 
-    @dataclass
-    class Config:
-        settle_s: Delay = 0.01
-        exposure_s: Delay = 0.0
-        per_batch_s: Delay = 0.0
+    Config = LatencyConfig
 
     @classmethod
     def from_config(cls, config: Config, *, inner: BlackBox) -> Latency:
@@ -325,12 +302,7 @@ class SLMSettling(_Wrapper):
     (0: simulated time only). The differentiable model is the settled SLM. ``settle_s`` is the rig's
     setting that the settle calibration chooses (``set_settle_s``)."""
 
-    @dataclass
-    class Config:
-        tau_s: Annotated[float, Range(gt=0, le=10)] = 0.02
-        settle_s: Annotated[float, Range(ge=0, le=100)] = 0.0
-        frame_s: Annotated[float, Range(ge=0, le=100)] = 0.005
-        time_scale: Annotated[float, Range(ge=0, le=100)] = 0.0
+    Config = SLMSettlingConfig
 
     def __init__(self, inner: BlackBox, config: Config) -> None:
         super().__init__(inner, stochastic=False)
@@ -368,30 +340,16 @@ class SLMSettling(_Wrapper):
 # -- rig geometry: coarser SLM control and detector readout ------------------------------------------------
 
 
-def _check_rows_cols(value: list[int], key: str) -> None:
-    check(len(value) == 2, key, f"must be [rows, cols] (2 positive integers), got {value}")
-
-
 @WRAPPERS.register("slm_macropixels")
 class SLMMacropixels(_Wrapper):
     """Drive the SLM in ``blocks = [rows, cols]`` macro-pixels: input ``batch x rows*cols`` phases, each
     copied onto its block of SLM pixels (the SLM's shape must divide evenly). Put it last (outermost)."""
 
-    @dataclass
-    class Config:
-        blocks: list[PositiveInt] = field(default_factory=lambda: [10, 10])
-
-        def __post_init__(self) -> None:
-            _check_rows_cols(self.blocks, "blocks")
+    Config = SLMMacropixelsConfig
 
     def __init__(self, inner: BlackBox, blocks: list[int]) -> None:
-        shape = find_attribute(inner, "slm_shape")
-        if shape is None:
-            raise ConfigError(f"slm_macropixels: {inner.spec.name} has no slm_shape; wrap an SLM twin")
+        shape = _fit("slm_macropixels", SLMMacropixelsConfig(list(blocks)), inner).slm_shape
         rows, cols = blocks
-        if shape[0] % rows or shape[1] % cols or inner.spec.input_dim != shape[0] * shape[1]:
-            raise ConfigError(f"slm_macropixels.blocks {blocks} must divide the SLM's {list(shape)} pixels evenly "
-                              f"and be the outermost input-side wrapper")
         self.blocks, self.block_px = (rows, cols), (shape[0] // rows, shape[1] // cols)
         self.input_image_shape = self.blocks  # the input seen as an image (reports): one value per macro-pixel
         lo, hi = float(inner.spec.lower.min()), float(inner.spec.upper.max())
@@ -415,17 +373,11 @@ class DetectorRegions(_Wrapper):
     """Read a camera image out as the summed signal of a ``grid = [rows, cols]`` of equal regions
     (dark level removed): output ``batch x rows*cols``. The camera's shape must divide evenly."""
 
-    @dataclass
-    class Config:
-        grid: list[PositiveInt] = field(default_factory=lambda: [4, 4])
-
-        def __post_init__(self) -> None:
-            _check_rows_cols(self.grid, "grid")
+    Config = DetectorRegionsConfig
 
     def __init__(self, inner: BlackBox, grid: list[int]) -> None:
+        _fit("detector_regions", DetectorRegionsConfig(list(grid)), inner)
         shape = inner.spec.output_shape
-        if len(shape) != 2 or shape[0] % grid[0] or shape[1] % grid[1]:
-            raise ConfigError(f"detector_regions.grid {grid} must divide the camera image {list(shape)} evenly")
         self.grid, self.region_px = tuple(grid), (shape[0] // grid[0], shape[1] // grid[1])
         super().__init__(inner)
         self.spec = replace(inner.spec, output_shape=(grid[0] * grid[1],))

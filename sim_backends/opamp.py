@@ -43,33 +43,26 @@ netlist is parsed once per process and each design is ``alterparam`` +
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from hil.sim_backends.ngspice import check_libngspice
+from hil.sim_backends.opamp_config import (  # noqa: F401  (re-exported)
+    DESIGN_SPACE,
+    OUTPUT_NAMES,
+    PARAM_NAMES,
+    OpAmpFoMConfig,
+    OpAmpTwinConfig,
+)
 from hil.sim_backends.opamp_measure import FOM_GAIN_PER_DB, FOM_PM_PER_DEG, FOM_UGBW_PER_HZ, PM_CAP_DEG
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import FiniteFloat, PositiveFloat, Range, check
+from hil.config import FieldError
 from hil.errors import ConfigError
 from hil.objectives import Objective
 from hil.registry import BLACKBOXES, OBJECTIVES
-
-#: (name, low, high, scale) of the continuous inputs; the ratio (index 8) is handled on its own.
-DESIGN_SPACE: tuple[tuple[str, float, float, str], ...] = (
-    ("w_bias", 2e-6, 32e-6, "log"), ("l_bias", 0.2e-6, 2e-6, "log"),
-    ("w_dp", 2e-6, 32e-6, "log"), ("l_dp", 0.2e-6, 2e-6, "log"),
-    ("w_load", 2e-6, 32e-6, "log"), ("l_load", 0.2e-6, 2e-6, "log"),
-    ("w_gain", 2e-6, 32e-6, "log"), ("l_gain", 0.2e-6, 2e-6, "log"),
-    ("ratio", 1, 3, "int"),
-    ("cc", 0.1e-12, 20e-12, "log"),
-)
-PARAM_NAMES = tuple(name for name, *_ in DESIGN_SPACE)
-OUTPUT_NAMES = ("gain_db", "ugbw_hz", "phase_margin_deg")
 
 NETLIST = """* hil two-stage Miller op-amp
 {includes}
@@ -129,35 +122,7 @@ class OpAmpTwin(BlackBox):
     """``batch x 10`` physical sizes (:data:`DESIGN_SPACE`) -> ``batch x 3`` [gain_db, ugbw_hz, phase_margin_deg]
     (NaN: an invalid design)."""
 
-    @dataclass
-    class Config:
-        models: str = "generic130"          # or a list of model files to .include (a PDK)
-        model_files: list[str] = field(default_factory=list)
-        nmos: str = "nch"
-        pmos: str = "pch"
-        instance: Literal["model", "subckt"] = "model"  # PDKs like SkyWater wrap devices in subcircuits
-        vdd_v: PositiveFloat = 1.8
-        ibias_a: PositiveFloat = 20e-6
-        cl_f: PositiveFloat = 1e-12
-        vcm_v: FiniteFloat = 0.9            # between the rails: 0 < vcm_v < vdd_v
-        analysis: str = "ac dec 20 1 10g"
-        n_workers: Annotated[int, Range(ge=1, le=256)] = 2   # NGspice processes
-        timeout_s: Annotated[float, Range(gt=0, le=86400)] = 10.0  # per design; past ~2e6 s the wait overflows
-        reload_per_design: bool = False     # parse the deck again per design (slower; for comparison only)
-        out_of_bounds: Literal["reject", "clip"] = "clip"
-
-        def __post_init__(self) -> None:
-            check(self.models in ("generic130", "files"), "models",
-                  f"must be 'generic130' or 'files', got {self.models!r}")
-            check(self.models != "files" or bool(self.model_files), "model_files",
-                  "give the model files to include when models: files")
-            for i, p in enumerate(self.model_files):
-                check(Path(p).expanduser().is_file(), f"model_files[{i}]", f"no such file {p!r}")
-            check(0 < self.vcm_v < self.vdd_v, "vcm_v",
-                  f"the input common-mode voltage must lie between the rails, 0 and vdd_v ({self.vdd_v:g} V), "
-                  f"got {self.vcm_v:g}")
-            check(self.analysis.split()[:1] == ["ac"], "analysis",
-                  f"must be an AC analysis ('ac dec 20 1 10g'), got {self.analysis!r}")
+    Config = OpAmpTwinConfig
 
     def __init__(self, config: Config | None = None) -> None:
         cfg = config or self.Config()
@@ -213,15 +178,14 @@ class OpAmpFoM(Objective):
 
     sense = "max"
 
-    @dataclass
-    class Config:
-        pass
+    Config = OpAmpFoMConfig
 
     @classmethod
     def from_config(cls, config: Config, *, output_shape: tuple[int, ...]) -> OpAmpFoM:
-        if tuple(output_shape) != (3,):
-            raise ConfigError(f"objective opamp_fom needs [gain_db, ugbw_hz, phase_margin_deg] outputs, "
-                              f"the blackbox gives shape {list(output_shape)}")
+        try:
+            config.check_output_shape(tuple(output_shape))
+        except FieldError as exc:  # built without a config's path to name (a config is checked before it is built)
+            raise ConfigError(f"objective {exc}") from None
         return cls()
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:

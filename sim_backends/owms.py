@@ -32,14 +32,21 @@ module sets its default dtype to float32 when a twin is built).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Annotated, Literal
 
 import torch
+from hil.sim_backends import owms_config
+from hil.sim_backends.owms_config import (  # noqa: F401  (re-exported)
+    MAX_GRID_SIDE,
+    OWMSTwinConfig,
+    Side,
+    TwoSpotsConfig,
+    check_distance,
+    critical_distance_m,
+)
 
 from hil.blackbox import BlackBox, BlackBoxSpec
-from hil.config import FiniteFloat, NonNegativeFloat, PositiveFloat, Range, check
-from hil.device import check_device, resolve_device
+from hil.config import FieldError
+from hil.device import resolve_device
 from hil.errors import ConfigError, DeviceError
 from hil.objectives import Objective
 from hil.registry import BLACKBOXES, OBJECTIVES
@@ -47,19 +54,9 @@ from hil.registry import BLACKBOXES, OBJECTIVES
 TWO_PI = 2 * math.pi
 
 
-def critical_distance_m(half_width_m: float, pitch_m: float, wavelength_m: float) -> float:
-    """Shortest distance at which the sampled Rayleigh-Sommerfeld kernel is not aliased (Voelz, eq. A.17)."""
-    return 2 * half_width_m * pitch_m / wavelength_m
-
-
 def _next_pow2(n: int) -> int:
     return 1 << (int(n) - 1).bit_length()
 
-
-#: the most samples per side of the propagation grid (SLM pixels plus camera samples): a 4K SLM and camera
-MAX_GRID_SIDE = 8192
-#: one side of an SLM or a camera, in pixels
-Side = Annotated[int, Range(ge=1, le=MAX_GRID_SIDE)]
 
 #: rows per FFT chunk: keeps the working set in cache (measured: 128 rows ~2x faster per row than 2048)
 CHUNK_ROWS = 128
@@ -69,62 +66,7 @@ CHUNK_ROWS = 128
 class OWMSTwin(BlackBox):
     """``batch x 3600`` SLM phases (rad) -> ``batch x camera_rows x camera_cols`` power fraction per pixel."""
 
-    @dataclass
-    class Config:
-        slm_shape: list[Side] | None = None  # [rows, cols]; default [60, 60]
-        slm_pitch_m: PositiveFloat = 8e-6
-        wavelength_m: PositiveFloat = 700e-9
-        waist_m: Annotated[float, Range(gt=0, le=1)] = 70e-6  # a bench beam; float32's w^2 overflows past 1e19 m
-        distance_m: Annotated[float, Range(gt=0, le=100)] = 0.02  # a bench; float32's r^2 overflows past 1e19 m
-        camera_shape: list[Side] | None = None  # [rows, cols]; default [32, 32]
-        camera_pitch_m: PositiveFloat = 16e-6
-        beam_offset_m: list[FiniteFloat] | None = None  # [x, y]; default [0, 0]
-        camera_offset_m: list[FiniteFloat] | None = None  # [x, y]; default [0, 0]
-        power: Annotated[float, Range(gt=0, le=1e30)] = 1.0  # float32 intensities stay finite
-        out_of_bounds: Literal["reject", "clip"] = "reject"
-        device: str = "auto"  # auto | cpu | cuda | cuda:N: where the propagation runs (answers come back on CPU)
-
-        def __post_init__(self) -> None:
-            check_device(self.device)
-            self.slm_shape = [60, 60] if self.slm_shape is None else list(self.slm_shape)
-            self.camera_shape = [32, 32] if self.camera_shape is None else list(self.camera_shape)
-            self.beam_offset_m = [0.0, 0.0] if self.beam_offset_m is None else [float(v) for v in self.beam_offset_m]
-            self.camera_offset_m = ([0.0, 0.0] if self.camera_offset_m is None
-                                    else [float(v) for v in self.camera_offset_m])
-            for key in ("slm_shape", "camera_shape"):
-                value = getattr(self, key)
-                check(len(value) == 2, key, f"must be [rows, cols] (2 positive integers), got {value}")
-            for key in ("beam_offset_m", "camera_offset_m"):
-                value = getattr(self, key)
-                check(len(value) == 2, key, f"must be [x, y] in metres (2 numbers), got {value}")
-            ratio = self.camera_pitch_m / self.slm_pitch_m
-            check(ratio <= MAX_GRID_SIDE, "camera_pitch_m",
-                  f"camera_pitch_m / slm_pitch_m = {ratio:.4g} field samples per camera pixel must be <= "
-                  f"{MAX_GRID_SIDE} (camera_pitch_m {self.camera_pitch_m:g}, slm_pitch_m {self.slm_pitch_m:g})")
-            check(round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6, "camera_pitch_m",
-                  f"must be an integer multiple of slm_pitch_m ({self.slm_pitch_m:g}), got {self.camera_pitch_m:g}")
-            b = self.binning
-            for i, axis in enumerate(("rows", "cols")):
-                side = self.slm_shape[i] + self.camera_shape[i] * b
-                check(side <= MAX_GRID_SIDE, "camera_shape",
-                      f"the propagation grid would have {self.slm_shape[i]} SLM + {self.camera_shape[i]} x {b} "
-                      f"camera samples = {side} {axis} (camera_pitch_m / slm_pitch_m = {b} samples per camera "
-                      f"pixel), more than {MAX_GRID_SIDE}; reduce slm_shape, camera_shape or camera_pitch_m")
-            # the beam is sampled on the SLM's pixels: its centre on the SLM, and at least a pixel wide, or every
-            # sample underflows to 0 and the normalised beam is NaN
-            for i, axis in enumerate(("x (rows)", "y (cols)")):
-                half = 0.5 * self.slm_shape[i] * self.slm_pitch_m
-                check(abs(self.beam_offset_m[i]) <= half, f"beam_offset_m[{i}]",
-                      f"puts the beam's centre off the SLM: |{self.beam_offset_m[i]:g}| m > {half:g} m, half the "
-                      f"SLM's {axis} extent (slm_shape x slm_pitch_m / 2)")
-            check(self.waist_m >= 0.5 * self.slm_pitch_m, "waist_m",
-                  f"must be >= half the SLM pixel (slm_pitch_m / 2 = {0.5 * self.slm_pitch_m:g} m) for the beam to "
-                  f"be sampled, got {self.waist_m:g}")
-            OWMSTwin._check_distance(self)
-
-        @property
-        def binning(self) -> int:
-            return int(round(self.camera_pitch_m / self.slm_pitch_m))
+    Config = OWMSTwinConfig
 
     def __init__(self, config: Config | None = None) -> None:
         cfg = config or self.Config()
@@ -151,26 +93,6 @@ class OWMSTwin(BlackBox):
     @classmethod
     def from_config(cls, config: Config) -> OWMSTwin:
         return cls(config)
-
-    @staticmethod
-    def _check_distance(cfg: Config) -> None:
-        """``distance_m`` is beyond the critical distance of the sampled grid, which the camera's offset widens;
-        the error names the offset when the distance suffices on axis."""
-        rows, cols = cfg.slm_shape
-        b = cfg.binning
-        half_width = 0.5 * max(rows * cfg.slm_pitch_m + cfg.camera_shape[0] * b * cfg.slm_pitch_m,
-                               cols * cfg.slm_pitch_m + cfg.camera_shape[1] * b * cfg.slm_pitch_m)
-        on_axis = critical_distance_m(half_width, cfg.slm_pitch_m, cfg.wavelength_m)
-        offset = max(abs(v) for v in cfg.camera_offset_m)
-        z_c = critical_distance_m(half_width + offset, cfg.slm_pitch_m, cfg.wavelength_m)
-        check(cfg.distance_m >= on_axis, "distance_m",
-              f"{cfg.distance_m:g} m is below the critical distance {on_axis:.4g} m for this SLM/camera geometry; "
-              f"the sampled kernel would alias. Increase distance_m or reduce the pitch")
-        room = cfg.distance_m * cfg.wavelength_m / (2 * cfg.slm_pitch_m) - half_width
-        check(cfg.distance_m >= z_c, "camera_offset_m",
-              f"{cfg.camera_offset_m} m moves the camera so far off axis that the critical distance becomes "
-              f"{z_c:.4g} m, beyond distance_m = {cfg.distance_m:g} m (the sampled kernel would alias); at this "
-              f"distance each offset must be <= {room:.4g} m")
 
     def input_fields(self) -> torch.Tensor:
         """The incident beam on the SLM: ``rows x cols`` complex64, unit total power times ``power``."""
@@ -253,29 +175,18 @@ class TwoSpots(Objective):
     ``exp(-2 r^2 / waist^2)`` at ``(+-separation/2, 0)`` pixels from the camera centre.
     """
 
-    @dataclass
-    class Config:
-        separation_px: NonNegativeFloat = 12.0
-        waist_px: Annotated[float, Range(ge=0.25)] = 3.0  # narrower, a spot between pixel centres images as 0
-        offset_px: list[FiniteFloat] | None = None  # [x, y] of the spot pair's centre; default [0, 0]
-
-        def __post_init__(self) -> None:
-            self.offset_px = [0.0, 0.0] if self.offset_px is None else [float(v) for v in self.offset_px]
-            check(len(self.offset_px) == 2, "offset_px", f"must be [x, y] in camera pixels, got {self.offset_px}")
+    Config = TwoSpotsConfig
 
     def __init__(self, target: torch.Tensor) -> None:
         self.target = target / target.max()
 
     @classmethod
     def from_config(cls, config: Config, *, output_shape: tuple[int, ...]) -> TwoSpots:
-        if len(output_shape) != 2:
-            raise ConfigError(f"objective two_spots needs a 2-D camera image; the blackbox outputs {output_shape}")
-        target = two_spot_target(output_shape, config.separation_px, config.waist_px, config.offset_px)
-        if not bool(torch.isfinite(target).all()):
-            raise ConfigError(f"objective two_spots: both spots (separation_px {config.separation_px:g}, offset_px "
-                              f"{config.offset_px}, waist_px {config.waist_px:g}) fall outside the "
-                              f"{output_shape[0]} x {output_shape[1]} camera image; the target would be empty")
-        return cls(target)
+        try:
+            config.check_output_shape(tuple(output_shape))
+        except FieldError as exc:  # built without a config's path to name (a config is checked before it is built)
+            raise ConfigError(f"objective {exc}") from None
+        return cls(two_spot_target(output_shape, config.separation_px, config.waist_px, config.offset_px))
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         image = y.to(torch.float32).reshape(y.shape[0], -1)
@@ -285,9 +196,6 @@ class TwoSpots(Objective):
 
 def two_spot_target(shape: tuple[int, ...], separation_px: float, waist_px: float,
                     offset_px: list[float] | tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
-    """``rows x cols`` image of two Gaussian spots (peak 1) centred on the camera plus ``offset_px``."""
-    rows, cols = shape
-    yy, xx = torch.meshgrid(torch.arange(rows) - (rows - 1) / 2 - offset_px[1],
-                            torch.arange(cols) - (cols - 1) / 2 - offset_px[0], indexing="ij")
-    spots = sum(torch.exp(-2 * ((xx - s) ** 2 + yy**2) / waist_px**2) for s in (-separation_px / 2, separation_px / 2))
-    return (spots / spots.max()).to(torch.float32)
+    """``rows x cols`` image of two Gaussian spots (peak 1) centred on the camera plus ``offset_px``
+    (:func:`.owms_config.two_spot_target`, as a float32 tensor)."""
+    return torch.from_numpy(owms_config.two_spot_target(shape, separation_px, waist_px, offset_px))

@@ -115,4 +115,4 @@ def _sense(task: Any) -> str:
     from hil.config import parse_typed
     from hil.registry import OBJECTIVES
 
-    return getattr(parse_typed(OBJECTIVES, task.problem["objective"], "objective").cls, "sense", "min")
+    return OBJECTIVES.attribute(parse_typed(OBJECTIVES, task.problem["objective"], "objective").type, "sense")

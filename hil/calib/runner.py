@@ -28,6 +28,7 @@ from hil.calib.record import (
     parse_calibrations,
     read_record,
 )
+from hil.calib.section import parse_calibrate  # noqa: F401  (re-exported)
 from hil.config import load_yaml, parse
 from hil.errors import CalibrationError, ConfigError
 from hil.querylog import QueryLog
@@ -78,32 +79,6 @@ def load_rig_config(path: str | Path, *, extra_records: Sequence[str] = (), mode
     name = data.get("name") if isinstance(data.get("name"), str) else p.stem
     options, skip = parse_calibrate(data.get("calibrate"))
     return RigConfig(name, dict(section), where, records, model_section, p.parent, options, skip)
-
-
-def parse_calibrate(data: Any, where: str = "calibrate") -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """A config's ``calibrate:`` section: ``{NAME: {option: value}, skip: [NAME, ...]}``, checked against the
-    registered calibrations and their options (``hil calibrate --option`` overrides on top)."""
-    if data is None:
-        return {}, []
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of calibration names to options (and skip: [...]), "
-                          f"got {data!r}")
-    names = CALIBRATIONS.names()
-    skip = data.get("skip", [])
-    if not isinstance(skip, list):
-        raise ConfigError(f"{where}.skip: expected a list of calibrations ({', '.join(names)}), got {skip!r}")
-    for i, n in enumerate(skip):
-        if not isinstance(n, str) or n not in names:
-            raise ConfigError(f"{where}.skip[{i}]: {n!r} is not a calibration; allowed: {', '.join(names)}")
-    options: dict[str, dict[str, Any]] = {}
-    for name, opts in data.items():
-        if name == "skip":
-            continue
-        if name not in names:
-            raise ConfigError(f"{where}.{name}: unknown calibration; allowed: {', '.join(names)}, skip")
-        parse(CALIBRATIONS.get(name).Config, opts, f"{where}.{name}")
-        options[name] = dict(opts or {})
-    return options, list(skip)
 
 
 def parse_options(cls: type[Calibration], pairs: Sequence[str], name: str,

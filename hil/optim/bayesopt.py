@@ -74,18 +74,15 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
 
-from hil.config import PositiveInt, Range, check
 from hil.errors import ConfigError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, make_ask, minimisation_values
+from hil.optim.configs import AtLeastTwo, BayesOptConfig  # noqa: F401  (re-exported)
 from hil.registry import OPTIMIZERS
-
-#: a count of points a GP is fitted on: at least two
-AtLeastTwo = Annotated[int, Range(ge=2)]
 
 #: ``method: auto`` uses ``gp_logei`` up to this dimension and ``turbo`` above
 AUTO_TURBO_ABOVE = 20
@@ -146,24 +143,7 @@ def _numerical_errors() -> tuple[type[BaseException], ...]:
 class BayesOpt(Optimizer):
     """BoTorch Bayesian optimisation, ``gp_logei`` or TuRBO-1 (see the module docstring)."""
 
-    @dataclass
-    class Config:
-        method: Literal["auto", "gp_logei", "turbo"] = "auto"
-        batch: PositiveInt | None = None  # candidates per round; None: from the method and the budget
-        #: Sobol design (per TuRBO instance), at least 2 (a GP needs two points); None: 2d+1 (gp_logei) / 2d (turbo),
-        #: capped
-        n_init: AtLeastTwo | None = None
-        num_restarts: PositiveInt = 10  # optimize_acqf (gp_logei)
-        raw_samples: PositiveInt = 512  # optimize_acqf (gp_logei); at least num_restarts
-        n_candidates: PositiveInt | None = None  # Thompson-sampling candidates (turbo); None: tutorial's, capped
-        max_train_points: AtLeastTwo | None = None  # GP training set cap; None: 500 (gp_logei) / 300 (turbo)
-        noise: Literal["auto", "learned", "small"] = "auto"
-        warm_start: bool = True  # start each GP fit from the previous round's hyperparameters
-        fit_maxiter: PositiveInt | None = None  # L-BFGS-B iterations per GP fit; None: 200 / 50 / 25 by d
-
-        def __post_init__(self) -> None:
-            check(self.raw_samples >= self.num_restarts, "raw_samples",
-                  f"must be >= num_restarts ({self.num_restarts}), got {self.raw_samples}")
+    Config = BayesOptConfig
 
     def __init__(self, config: Config, *, d: int, sense: str = "min", seed: int = 0,
                  budget: int | None = None) -> None:

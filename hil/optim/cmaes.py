@@ -47,24 +47,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import FiniteFloat, NonNegativeInt, PositiveInt, Range, check
 from hil.errors import ConfigError, OptimizerError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, given_start, make_ask, minimisation_values
+from hil.optim.configs import MAX_POPSIZE_GROWTH, CMAESConfig  # noqa: F401  (re-exported)
 from hil.registry import OPTIMIZERS
 
 #: ``covariance: auto`` uses a diagonal covariance matrix (sep-CMA) when ``d`` exceeds this (see module doc)
 AUTO_DIAGONAL_ABOVE = 100
-
-#: the most IPOP/BIPOP may multiply the first population by (``incpopsize ** max_restarts``): beyond it a restart
-#: would ask for a population no device budget measures and cma allocates it whole (or the factor overflows)
-MAX_POPSIZE_GROWTH = 1e6
 
 #: BIPOP: small runs go on while their evaluations stay below this times the large runs' (cma: ``bipop=True``)
 _BIPOP_RATIO = 1.0
@@ -117,32 +113,7 @@ class _Start:
 class CMAES(Optimizer):
     """``n_starts`` independent (restarting) CMA-ES instances in the unit cube; see the module docstring."""
 
-    @dataclass
-    class Config:
-        n_starts: PositiveInt = 1
-        #: the first step size, a fraction of the unit cube's width (cma recommends about a quarter of it)
-        sigma0: Annotated[float, Range(gt=0, le=1)] = 0.25
-        #: ``uniform``, ``centre`` or a physical point (first runs; its length and the blackbox's bounds are
-        #: checked when the optimiser is built on the blackbox)
-        x0: Literal["uniform", "centre"] | FiniteFloat | list[FiniteFloat] = "uniform"
-        #: None: cma's default 4 + 3 ln d. At most a million: cma allocates per-member arrays when it starts, and no
-        #: device budget measures a larger round
-        popsize: Annotated[int, Range(ge=2, le=1_000_000)] | None = None
-        covariance: Literal["full", "diagonal", "auto"] = "auto"
-        restarts: Literal["none", "ipop", "bipop"] = "ipop"
-        max_restarts: NonNegativeInt = 9
-        incpopsize: Annotated[float, Range(ge=1)] = 2.0  # IPOP's population factor per restart
-        #: cma's UH-CMA noise handling for noisy objectives (see the module docstring)
-        noise_handling: bool = False
-
-        def __post_init__(self) -> None:
-            if self.restarts != "none" and self.incpopsize > 1:
-                most = math.log10(MAX_POPSIZE_GROWTH) / math.log10(self.incpopsize)  # restarts within the limit
-                check(self.max_restarts <= most + 1e-9, "max_restarts",
-                      f"the last restart's population would be incpopsize ** max_restarts = {self.incpopsize:g} ** "
-                      f"{self.max_restarts} times the first, over the limit of {MAX_POPSIZE_GROWTH:g}: with "
-                      f"incpopsize {self.incpopsize:g} give at most {math.floor(most + 1e-9)} restarts (cma recommends "
-                      f"at most 9 with incpopsize 2), or a smaller incpopsize")
+    Config = CMAESConfig
 
     def __init__(self, config: Config, *, box: BlackBox, objective: Objective | None = None, seed: int = 0) -> None:
         self.cma = _import_cma()

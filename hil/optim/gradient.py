@@ -15,17 +15,16 @@ and ``sigma`` are fractions of each input's range (of its log range on a log sca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import FiniteFloat, NonNegativeInt, PositiveInt, Range
 from hil.errors import EstimatorError
 from hil.estimators import GradientEstimator
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, given_start, make_ask, minimisation_values
+from hil.optim.configs import AdamBeta, GradientConfig, UnitStep  # noqa: F401  (re-exported)
 from hil.registry import OPTIMIZERS
 from hil.sampling import latin_hypercube
 
@@ -45,31 +44,6 @@ def select_best(x: torch.Tensor, y: torch.Tensor, obj: torch.Tensor, start: torc
             raise EstimatorError(f"no measurement for start {s}")
         chosen[s] = rows[torch.argmin(score[rows])]
     return x[chosen], y[chosen], obj[chosen]
-
-
-#: Adam's moment decay rates: in [0, 1) (1 never forgets the first gradient and divides by zero in the bias correction)
-AdamBeta = Annotated[float, Range(ge=0, lt=1)]
-#: a step or a spread in the unit cube, a fraction of each input's range: > 0 and at most the whole range (a larger
-#: Adam learning rate only lands on the bounds, and past float32's range it overflows inside Adam's update)
-UnitStep = Annotated[float, Range(gt=0, le=1)]
-
-
-@dataclass
-class GradientConfig:
-    n_starts: PositiveInt = 16
-    lr: UnitStep = 0.02
-    #: Adam's moment decay rates for the step on x. Momentum (beta1) keeps successive steps parallel, so a
-    #: surrogate trained on the path sees its Jacobian along few directions (docs/estimator-studies.md, CNON)
-    adam_beta1: AdamBeta = 0.9
-    adam_beta2: AdamBeta = 0.999
-    local_samples: NonNegativeInt = 0
-    sigma: UnitStep = 0.05
-    init: Literal["uniform", "lhs"] = "uniform"
-    #: every start from this physical point instead (one number broadcasts; e.g. a paper's starting point); its
-    #: length and the blackbox's bounds are checked when the optimiser is built on the blackbox
-    x0: FiniteFloat | list[FiniteFloat] | None = None
-    #: a Latin-hypercube design measured before the first iteration (Algorithm 1's D), fed to the estimator
-    init_samples: NonNegativeInt = 0
 
 
 @OPTIMIZERS.register("gradient")

@@ -20,17 +20,15 @@ costs efficiency, never correctness (the estimate stays unbiased for the smoothe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import PositiveFloat, PositiveInt, Range
 from hil.estimators import GradientEstimator
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, minimisation_values
-from hil.optim.gradient import AdamBeta, UnitStep
+from hil.optim.configs import GuidedESConfig
 from hil.registry import OPTIMIZERS
 
 
@@ -38,20 +36,7 @@ from hil.registry import OPTIMIZERS
 class GuidedES(Optimizer):
     uses_gradient: ClassVar[bool] = True
 
-    @dataclass
-    class Config:
-        n_starts: PositiveInt = 1
-        pairs: PositiveInt = 4  # P antithetic pairs per iteration and start
-        #: perturbation scale of the isotropic part, a fraction of each input's range. At least 1e-6: a smaller
-        #: perturbation is lost in a float32 point of the unit cube (resolution ~1e-7), and the ES gradient divides
-        #: by ``sigma**2``, which is 0.0 below ~1e-154
-        sigma: Annotated[float, Range(ge=1e-6, lt=0.5)] = 0.02
-        alpha: Annotated[float, Range(gt=0, le=1)] = 0.5  # share of the isotropic part of the search covariance
-        beta: PositiveFloat = 2.0  # gradient scale (the paper's beta)
-        subspace: PositiveInt = 1  # k surrogate gradients kept per start
-        lr: UnitStep = 0.02  # Adam step on the unit cube
-        adam_beta1: AdamBeta = 0.9
-        adam_beta2: AdamBeta = 0.999
+    Config = GuidedESConfig
 
     def __init__(self, config: Config, *, box: BlackBox, objective: Objective, estimator: GradientEstimator,
                  seed: int = 0) -> None:

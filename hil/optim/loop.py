@@ -22,29 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hil.config import NonNegativeFloat, PositiveFloat, PositiveInt, Seed
 from hil.errors import OptimizerError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer
+from hil.optim.configs import LoopConfig  # noqa: F401  (re-exported)
 from hil.space import UnitCubeView
-
-
-@dataclass
-class LoopConfig:
-    """The loop's keys of the ``optimizer:`` section (the rest belong to the optimiser ``type``).
-
-    ``max_wall_s: null`` (the default) sets no wall-time limit; a limit is a finite number of seconds > 0.
-    ``.inf`` is refused rather than read as "no limit": ``null`` already says that, and the resolved config is
-    stored in the query log as JSON, which has no infinity. ``seed`` seeds every optimiser's generators, and
-    numpy's legacy ``RandomState`` (nevergrad) takes seeds in ``[0, 2**32 - 1]`` only.
-    """
-
-    iterations: PositiveInt = 200
-    max_queries: PositiveInt | None = None
-    max_wall_s: PositiveFloat | None = None
-    tol: NonNegativeFloat = 0.0
-    patience: PositiveInt = 25
-    seed: Seed = 0
 
 
 @dataclass

@@ -35,17 +35,16 @@ import difflib
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import PositiveInt, check
 from hil.errors import ConfigError, OptimizerError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, make_ask, minimisation_values
+from hil.optim.configs import NevergradConfig
 from hil.registry import OPTIMIZERS
 
 #: seconds ``_Guard`` waits for nevergrad's background threads to become idle before giving up
@@ -188,15 +187,7 @@ class _Guard:
 class NevergradOptimizer(Optimizer):
     """A nevergrad optimiser (default NGOpt) on ``[0, 1]^d``; see the module docstring."""
 
-    @dataclass
-    class Config:
-        optimizer: str = "NGOpt"
-        batch: PositiveInt = 1  # nevergrad's num_workers: candidates asked per round
-        budget: PositiveInt = 1000  # the budget nevergrad plans for when the run has no max_queries
-
-        def __post_init__(self) -> None:
-            check(bool(self.optimizer.strip()), "optimizer",
-                  f"must name a nevergrad optimiser, e.g. NGOpt, got {self.optimizer!r}")
+    Config = NevergradConfig
 
     def __init__(self, config: Config, *, box: BlackBox, objective: Objective | None = None, seed: int = 0,
                  budget: int | None = None) -> None:

@@ -19,34 +19,15 @@ each point's objective (:mod:`hil.matchopt`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar
 
 import torch
 
-from hil.config import NonNegativeInt, Range, check
 from hil.errors import ConfigError
 from hil.optim.base import Ask, minimisation_values
-from hil.optim.gradient import GradientConfig, GradientOptimizer
+from hil.optim.configs import OfflineConfig
+from hil.optim.gradient import GradientOptimizer
 from hil.registry import OPTIMIZERS
-
-
-@dataclass
-class OfflineConfig(GradientConfig):
-    dataset: Literal["lhs", "log"] = "lhs"
-    #: the Latin-hypercube design's size (``dataset: lhs``); a surrogate fit needs two points
-    dataset_size: Annotated[int, Range(ge=2)] = 1000
-    dataset_log: str | None = None
-    fit_epochs: NonNegativeInt = 200
-    start: Literal["random", "top"] = "random"
-    search: Literal["blackbox", "surrogate"] = "blackbox"
-
-    def __post_init__(self) -> None:
-        check(self.dataset != "log" or bool(self.dataset_log and self.dataset_log.strip()), "dataset_log",
-              "give the path of a query log when dataset: log")
-        check(self.start != "top" or self.dataset != "lhs" or self.n_starts <= self.dataset_size, "n_starts",
-              f"start: top starts from the n_starts best points of the dataset, so n_starts must be <= dataset_size "
-              f"({self.dataset_size}), got {self.n_starts}")
 
 
 @OPTIMIZERS.register("offline")

@@ -7,26 +7,19 @@ seed and ``init`` begins from, so the two compare from the same place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 
 from hil.blackbox import BlackBox
-from hil.config import PositiveInt
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, make_ask
+from hil.optim.configs import RandomSearchConfig
 from hil.registry import OPTIMIZERS
 from hil.sampling import latin_hypercube
 
 
 @OPTIMIZERS.register("random")
 class RandomSearch(Optimizer):
-    @dataclass
-    class Config:
-        n_starts: PositiveInt = 16
-        per_start: PositiveInt = 1
-        init: Literal["uniform", "lhs"] = "uniform"
+    Config = RandomSearchConfig
 
     def __init__(self, config: Config, *, box: BlackBox, seed: int = 0) -> None:
         self.cfg = config

@@ -17,7 +17,7 @@ from typing import Any
 
 from hil.config import parse
 from hil.errors import ConfigError, RegistryError
-from hil.optim.loop import LoopConfig
+from hil.optim.configs import LoopConfig
 from hil.registry import OPTIMIZERS
 
 LOOP_KEYS = tuple(f.name for f in dataclasses.fields(LoopConfig))
@@ -27,13 +27,17 @@ DEFAULT_TYPE = "gradient"
 @dataclass
 class OptimizerSection:
     type: str
-    cls: Any
     options: Any
     loop: LoopConfig
 
     @property
+    def cls(self) -> Any:
+        """The optimiser's class (imported here, not when the section is parsed)."""
+        return OPTIMIZERS.get(self.type)
+
+    @property
     def uses_gradient(self) -> bool:
-        return bool(getattr(self.cls, "uses_gradient", False))
+        return bool(OPTIMIZERS.attribute(self.type, "uses_gradient"))
 
     def build(self, *, box: Any, objective: Any, estimator: Any = None) -> Any:
         """The optimiser on ``box`` (a :class:`~hil.space.UnitCubeView`), seeded with ``loop.seed`` and told the
@@ -60,17 +64,17 @@ def parse_optimizer(data: Any, where: str = "optimizer") -> OptimizerSection:
         raise ConfigError(f"{where}.type: expected the name of an optimiser, got {name!r}; allowed: "
                           f"{', '.join(OPTIMIZERS.names())}")
     try:
-        cls = OPTIMIZERS.get(name)
+        config = OPTIMIZERS.config(name)
     except RegistryError as exc:
         raise ConfigError(f"{where}.type: {exc}") from None
-    own = {f.name for f in dataclasses.fields(cls.Config)}
+    own = {f.name for f in dataclasses.fields(config)}
     unknown = [k for k in data if k not in own and k not in LOOP_KEYS]
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for type {name!r}; allowed keys: "
                           f"{', '.join(sorted(own | set(LOOP_KEYS) | {'type'}))}")
     loop = parse(LoopConfig, {k: v for k, v in data.items() if k in LOOP_KEYS}, where)
-    options = parse(cls.Config, {k: v for k, v in data.items() if k not in LOOP_KEYS}, where)
-    return OptimizerSection(name, cls, options, loop)
+    options = parse(config, {k: v for k, v in data.items() if k not in LOOP_KEYS}, where)
+    return OptimizerSection(name, options, loop)
 
 
 def check_estimator(optimizer: OptimizerSection, estimator: Mapping[str, Any] | None) -> None:
@@ -82,14 +86,14 @@ def check_estimator(optimizer: OptimizerSection, estimator: Mapping[str, Any] | 
         raise ConfigError(f"estimator: optimizer type {optimizer.type!r} does not use a gradient, so it takes no "
                           f"estimator section; remove it (or use an optimizer type that follows a gradient: "
                           f"{', '.join(gradient_types())})")
-    allowed = getattr(optimizer.cls, "estimator_types", None)
+    allowed = OPTIMIZERS.attribute(optimizer.type, "estimator_types")
     if estimator is not None and allowed and isinstance(estimator, Mapping) and estimator.get("type") not in allowed:
         raise ConfigError(f"estimator.type: optimizer type {optimizer.type!r} needs estimator type "
                           f"{' or '.join(map(repr, allowed))}, got {estimator.get('type')!r}")
 
 
 def gradient_types() -> list[str]:
-    return [n for n in OPTIMIZERS.names() if getattr(OPTIMIZERS.get(n), "uses_gradient", False)]
+    return [n for n in OPTIMIZERS.names() if OPTIMIZERS.attribute(n, "uses_gradient")]
 
 
 def optimize(blackbox: Any, objective: Any, section: OptimizerSection, estimator: Any = None,

@@ -14,31 +14,14 @@ its Adam moments reset, while the trace keeps its best so far. The estimator kee
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from hil.config import PositiveInt, check
 from hil.optim.base import Ask
-from hil.optim.gradient import GradientConfig, GradientOptimizer, UnitStep
+from hil.optim.configs import TrustRegionConfig
+from hil.optim.gradient import GradientOptimizer
 from hil.registry import OPTIMIZERS
-
-
-@dataclass
-class TrustRegionConfig(GradientConfig):
-    length_init: UnitStep = 0.02     # the first trust length (Adam's lr) per start, in unit-cube units
-    length_min: UnitStep = 0.002
-    length_max: UnitStep = 0.08
-    success_tolerance: PositiveInt = 3
-    failure_tolerance: PositiveInt = 5
-    restart: bool = True
-
-    def __post_init__(self) -> None:
-        check(self.length_min <= self.length_init, "length_init",
-              f"must be >= length_min ({self.length_min}), got {self.length_init}")
-        check(self.length_init <= self.length_max, "length_init",
-              f"must be <= length_max ({self.length_max}), got {self.length_init}")
 
 
 @OPTIMIZERS.register("gradient_tr")

@@ -34,6 +34,7 @@ from hil.config import parse, parse_typed, undeclared_numbers
 from hil.errors import InputError, NotConnectedError
 from hil.registry import OBJECTIVES
 from hil.sections import parse_blackbox
+from hil.shapes import static_spec_of
 from hil.testing.common import (
     Conformance,
     QuerySpy,
@@ -139,6 +140,18 @@ class BlackBoxConformance(Conformance):
                 "constructor must declare it"
             assert torch.equal(after.lower, bounds[0]) and torch.equal(after.upper, bounds[1])
         assert not box.connected
+
+    @check
+    def test_the_configs_static_spec_is_what_is_built(self, conformance_section: Any) -> None:
+        """A config whose types say their shapes (:mod:`hil.shapes`) is checked by ``hil validate`` without
+        building it: what they say must be what the built box has."""
+        section = parse_blackbox(dict(conformance_section), "blackbox")
+        static = section.static_spec()
+        if static is None:
+            pytest.skip("a type in this section does not declare static_spec (it is checked by building it)")
+        assert static == static_spec_of(section.build()), \
+            "the Config's static_spec() differs from the built box's spec: hil validate would check a config " \
+            "against shapes a run does not have"
 
     @check
     def test_answers_a_valid_batch_with_batch_x_output_shape(self, conformance_box: BlackBox) -> None:
