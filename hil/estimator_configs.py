@@ -29,6 +29,10 @@ INT64_MAX = 2**63 - 1
 #: a count that sizes a tensor (a layer's width, a batch, neighbours per point)
 Count = Annotated[int, Range(ge=1, le=INT64_MAX)]
 
+#: bounded minibatch steps a surrogate trains after each iteration unless the config says otherwise (measured against
+#: full epochs on the CNON, op-amp and 144-phase OWMS tasks: docs/loop.md)
+DEFAULT_STEPS = 20
+
 #: a probe's step, a fraction of each input's range (central differences stay inside the bounds)
 ProbeStep = Annotated[float, Range(gt=0, lt=0.5)]
 
@@ -50,7 +54,10 @@ class SurrogateConfig:
     k: Count = 5
     hidden: list[Count] = field(default_factory=lambda: [256, 256])
     layer_norm: bool = False
-    epochs: NonNegativeInt = 5
+    #: after each iteration the surrogate trains ``steps`` bounded minibatch steps (the default, DEFAULT_STEPS: the
+    #: same cost at iteration 10 and at iteration 10,000) or, when ``epochs`` is given instead, that many full passes
+    #: over all data (the paper's E: an iteration's cost grows with the data, a run's quadratically)
+    epochs: NonNegativeInt | None = None
     lr: PositiveFloat = 1e-3
     batch_size: Count = 256
     weight_decay: NonNegativeFloat = 0.0
@@ -63,8 +70,7 @@ class SurrogateConfig:
     output_scale: Literal["shared", "per_output"] = "shared"
     bins: Annotated[int, Range(ge=2, le=INT64_MAX)] = 32  # matchopt: percentile bins, the points of a trajectory
     path_steps: PositiveInt = 5  # matchopt: Riemann points of each path integral (the authors' 5)
-    # bounded training: minibatch steps per fit (null: `epochs` full passes over all data)
-    steps: PositiveInt | None = None
+    steps: PositiveInt | None = None  # bounded training: minibatch steps per fit (null: DEFAULT_STEPS, or epochs)
     recent_fraction: UnitFloat = 0.5  # bounded training: share of each minibatch from the newest points
     recent_points: PositiveInt = 1024  # bounded training: how many of the newest points count as recent
     device: str = "auto"          # auto | cpu | cuda | cuda:N: where the model, its data and its pairs live
@@ -76,6 +82,11 @@ class SurrogateConfig:
             self.value_weight = 1.0 if self.loss == "matchopt" else 0.0
         check(self.pairs_per_anchor <= self.k, "pairs_per_anchor",
               f"must be <= k ({self.k}), got {self.pairs_per_anchor}")
+        check(self.steps is None or self.epochs is None, "steps",
+              f"give steps (bounded minibatch steps per iteration) or epochs (full passes over all data per "
+              f"iteration), not both: got steps {self.steps} and epochs {self.epochs}")
+        if self.steps is None and self.epochs is None:
+            self.steps = DEFAULT_STEPS
         check_device(self.device)
 
 

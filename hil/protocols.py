@@ -339,8 +339,10 @@ class EstimatorImplementation(Protocol):
     * ``probes_per_point``: the queries ``vjp`` (or ``objective_gradient``) makes per row of ``x``, known after
       ``bind``; optimisers reserve them in their budgets. Probes go through ``self.blackbox.query`` (validated,
       logged) with ``purpose="probe"`` (or ``"local_sample"``), ``iteration`` and ``start`` passed on.
-    * ``while_measuring()`` (work that overlaps the next measurement), ``close()`` (stop threads),
-      ``state_summary()`` (a few numbers for the progress line): defaults do nothing.
+    * ``overlaps_measurement`` and ``while_measuring()`` (work that overlaps the next measurement: when the
+      attribute is true, the loop measures in a worker thread and calls ``while_measuring`` in its own, which
+      returns when the work is done), ``close()`` (stop threads), ``state_summary()`` (a few numbers for the
+      progress line): defaults do nothing.
 
     An estimator that models the answers' distribution may also give ``objective_gradient`` (:class:`ExpectedGradient`).
     """

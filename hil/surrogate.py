@@ -25,9 +25,9 @@ A :class:`Surrogate` owns its data: points are added as they are measured, the
 k-NN pairs are updated incrementally, and :meth:`Surrogate.fit` trains on
 everything seen so far, in one of two ways:
 
-* ``epochs`` (the paper's, ``steps: null``): full passes over all data, so a
-  fit's cost grows with the data and a run's cost quadratically;
-* ``steps`` (bounded): a fixed number of minibatch steps, each minibatch drawn
+* ``epochs`` (the paper's, when a config gives ``epochs``): full passes over all data,
+  so a fit's cost grows with the data and a run's cost quadratically;
+* ``steps`` (bounded, the default: 20): a fixed number of minibatch steps, each minibatch drawn
   with replacement, ``recent_fraction`` of it from the ``recent_points`` newest
   points (those measured around the current iterates: recent and local) and
   the rest from all data (a replay buffer), so a fit costs the same at
@@ -199,7 +199,7 @@ class Surrogate:
         training: ``steps`` bounded minibatch steps, or ``epochs`` full passes when ``steps`` is null.
         """
         bounded = epochs is None and self.config.steps is not None
-        epochs = self.config.epochs if epochs is None else epochs
+        epochs = (self.config.epochs or 0) if epochs is None else epochs
         n = len(self)
         if n == 0 or (epochs == 0 and not bounded):
             return float("nan")

@@ -220,7 +220,8 @@ def test_an_interrupted_benchmark_resumes_from_its_kept_runs(task_file, tmp_path
 
 
 def test_iteration_cost_runs_the_surrogate_method_both_ways_at_equal_queries(task_file):
-    from hil.bench.extras import DEFAULT_BOUNDED_STEPS, run_extras
+    from hil.bench.extras import run_extras
+    from hil.estimator_configs import DEFAULT_STEPS
 
     task = load_task(str(task_file))
     task.extras = ["iteration_cost"]
@@ -228,7 +229,7 @@ def test_iteration_cost_runs_the_surrogate_method_both_ways_at_equal_queries(tas
     cost = out["iteration_cost"]
     assert cost["method"] == "gradpie" and cost["marks"] == [10, 100]
     assert cost["epochs"]["training"]["steps"] is None
-    assert cost["bounded"]["training"]["steps"] == DEFAULT_BOUNDED_STEPS
+    assert cost["bounded"]["training"]["steps"] == DEFAULT_STEPS
     assert cost["epochs"]["queries"] == cost["bounded"]["queries"] == 100 * 3 * 2  # 3 starts x (step + 1 sample)
     for name in ("epochs", "bounded"):
         assert all(t > 0 for t in cost[name]["s_per_iteration"]) and math.isfinite(cost[name]["best"])

@@ -349,8 +349,8 @@ def test_concurrent_training_is_reproducible_and_steps_on_the_previous_surrogate
     a fixed amount of training), and differs from sequential training (each step's surrogate has not trained on
     the batch just measured)."""
     fits = []
-    real = SurrogateEstimator._fit_in_background
-    monkeypatch.setattr(SurrogateEstimator, "_fit_in_background", lambda self: fits.append(1) or real(self))
+    real = SurrogateEstimator._fit_overlapped
+    monkeypatch.setattr(SurrogateEstimator, "_fit_overlapped", lambda self: fits.append(1) or real(self))
     a, log_a = _concurrent_run(tmp_path, True, "a")
     # the first step trains in the loop's thread on the first batch; during the second measurement nothing new
     # is untrained; from the third on, each measurement overlaps the training on the batches before it
@@ -364,7 +364,8 @@ def test_concurrent_training_is_reproducible_and_steps_on_the_previous_surrogate
     assert summary["queries"] == 12 * 2 * 2 and 0 < summary["duty_cycle"] <= 1 and summary["iterations"] == 12
 
 
-def test_background_training_failure_reaches_the_loop(tmp_path, monkeypatch):
+def test_a_training_failure_during_a_measurement_reaches_the_loop_after_the_answers_are_logged(tmp_path,
+                                                                                                monkeypatch):
     from hil.surrogate import Surrogate as S
 
     calls = []
@@ -377,7 +378,7 @@ def test_background_training_failure_reaches_the_loop(tmp_path, monkeypatch):
         return real_fit(self, epochs)
 
     monkeypatch.setattr(S, "fit", fit_then_fail)
-    with pytest.raises(EstimatorError, match="background training failed: out of memory"):
+    with pytest.raises(EstimatorError, match="training during a measurement failed: out of memory"):
         _concurrent_run(tmp_path, True, "fail")
     log = read_log(tmp_path / "fail.h5")
     assert len(log.x) > 0  # every answered query before the failure is logged
@@ -391,4 +392,4 @@ def test_a_concurrent_surrogate_outside_the_loop_still_trains_before_each_gradie
         x = torch.rand(8, 3) * 2 - 1
         est.observe(x, x)
         est.vjp(x[:2], x[:2], torch.ones(2, 3))
-    assert est.surrogate.steps_trained == 9 and est.background_fits == 0
+    assert est.surrogate.steps_trained == 9 and est.overlapped_fits == 0

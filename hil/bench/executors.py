@@ -69,6 +69,16 @@ def run_all(fn: Callable[..., Any], jobs: dict[Any, tuple], *, executor: str = "
         yield from _ray(fn, jobs, address)
 
 
+def parallel_slots(executor: str, workers: int | None, n_jobs: int, address: str | None = None) -> int | None:
+    """How many runs :func:`run_all` runs at once (``None``: a Ray cluster joined at ``address``, its size
+    unknown here; a local Ray instance takes every core)."""
+    if executor == "serial" or n_jobs <= 1:
+        return 1
+    if executor == "process":
+        return min(workers or default_workers(), n_jobs)
+    return None if address is not None else min(default_workers(), n_jobs)
+
+
 def _processes(fn: Callable[..., Any], jobs: dict[Any, tuple], workers: int) -> Iterator[tuple[Any, Any]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed

@@ -177,25 +177,51 @@ def plan_runs(task: BenchTask, *, log_dir: str | None = None, runs_dir: str | No
     return plan
 
 
+@dataclass
+class PoolStats:
+    """How well a pool kept its workers busy: ``runs`` run in ``wall_s`` on ``slots`` workers at once, their own
+    times adding up to ``run_s`` (``slots`` is ``None`` for a Ray cluster of unknown size)."""
+
+    runs: int
+    wall_s: float
+    run_s: float
+    slots: int | None
+
+    def describe(self) -> str:
+        line = (f"pool: {self.runs} runs in {self.wall_s:.1f} s wall; their own times add up to {self.run_s:.1f} s "
+                f"({self.run_s / self.wall_s:.2f}x faster than one after another")
+        if self.slots:
+            line += (f"; wall / (sum / {self.slots} workers) = {self.wall_s * self.slots / self.run_s:.2f}, 1.00 when "
+                     f"no worker idles")
+        return line + ")"
+
+
 def execute_plans(plans: list[RunPlan], *, progress: bool = True, executor: str = "serial",
-                  workers: int | None = None, address: str | None = None, desc: str = "bench") -> None:
-    """Run every pending run of ``plans`` in one pool (:mod:`hil.bench.executors`), keeping each as it arrives."""
+                  workers: int | None = None, address: str | None = None, desc: str = "bench") -> PoolStats:
+    """Run every pending run of ``plans`` in one pool (:mod:`hil.bench.executors`), keeping each as it arrives;
+    prints (and returns) how busy the pool kept its workers."""
     from tqdm import tqdm
 
-    from hil.bench.executors import run_all
+    from hil.bench.executors import parallel_slots, run_all
 
     jobs = {(i, *key): args for i, plan in enumerate(plans) for key, args in plan.pending.items()}
     total = sum(len(p.order) for p in plans)
     bar = tqdm(total=total, initial=total - len(jobs), desc=desc, disable=not progress, unit="run")
+    t0, run_s = time.perf_counter(), 0.0
     for (i, name, seed), run in run_all(run_one, jobs, executor=executor, workers=workers, address=address):
         plan = plans[i]
         if (name, seed) in plan.paths:
             _save_run(*plan.paths[(name, seed)], run)
         plan.done[(name, seed)] = run
         del plan.pending[(name, seed)]
+        run_s += run.wall_s
         bar.update(1)
         bar.set_postfix(finished=f"{plan.task.name}/{name}/seed{seed}")
     bar.close()
+    stats = PoolStats(len(jobs), time.perf_counter() - t0, run_s, parallel_slots(executor, workers, len(jobs), address))
+    if stats.runs > 1:
+        print(stats.describe())
+    return stats
 
 
 def run_task(task: BenchTask, *, progress: bool = True, log_dir: str | None = None, runs_dir: str | None = None,

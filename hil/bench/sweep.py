@@ -24,6 +24,7 @@ run, so an interrupted sweep resumes without rerunning them).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -171,8 +172,8 @@ def run_sweep(path: str, *, out_dir: str | None = None, progress: bool = True, e
     total = sum(len(p.order) for p in plans)
     print(f"sweep {grid.name}: {len(pairs)} task x variant pairs, {total} runs ({kept} kept from before) -> {out}/")
     t0 = time.perf_counter()
-    execute_plans(plans, progress=progress, executor=executor, workers=workers, address=address,
-                  desc=f"sweep {grid.name}")
+    pool = execute_plans(plans, progress=progress, executor=executor, workers=workers, address=address,
+                         desc=f"sweep {grid.name}")
     results: dict[str, Any] = {}
     tables: list[str] = []
     for (task, vname, overrides), plan in zip(pairs, plans, strict=True):
@@ -181,7 +182,8 @@ def run_sweep(path: str, *, out_dir: str | None = None, progress: bool = True, e
         results[f"{task.name}/{vname}"] = summary
         tables.append(f"## {task.title}: variant {vname} ({', '.join(grid.variants[vname]) or 'no overrides'})\n\n"
                       + markdown_table(summary))
-    doc = {"sweep": grid.name, "grid": grid.__dict__, "wall_s": time.perf_counter() - t0, "results": results}
+    doc = {"sweep": grid.name, "grid": grid.__dict__, "wall_s": time.perf_counter() - t0,
+           "pool": {"executor": executor, **dataclasses.asdict(pool)}, "results": results}
     if grid.ranks:
         doc["ranks"] = normalised_ranks(results)
         table = ranks_table(doc["ranks"])

@@ -115,9 +115,16 @@ class Optimizer:
         """A few numbers worth printing or logging about the optimiser's state."""
         return {}
 
+    @property
+    def overlaps_measurement(self) -> bool:
+        """Whether :meth:`while_measuring` has work to overlap with a measurement (default: the estimator's say):
+        the loop then measures in a worker thread and calls :meth:`while_measuring` in its own meanwhile."""
+        return bool(getattr(getattr(self, "estimator", None), "overlaps_measurement", False))
+
     def while_measuring(self) -> None:
-        """Called by the loop just before it sends an ask to the BlackBox, so that work can overlap the
-        measurement; default: the estimator's :meth:`~hil.estimators.GradientEstimator.while_measuring`."""
+        """Called by the loop as it sends an ask to the BlackBox: work that can overlap the measurement, done in
+        the loop's thread while a worker measures when :attr:`overlaps_measurement`, else before measuring;
+        default: the estimator's :meth:`~hil.estimators.GradientEstimator.while_measuring`."""
         estimator = getattr(self, "estimator", None)
         if estimator is not None:
             estimator.while_measuring()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,14 +123,36 @@ def _busy_s(box: UnitCubeView) -> float:
 def run_loop(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
              progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False) -> Trace:
     """Drive ``optimizer`` on ``box`` (connected) until a budget or the optimiser stops; see the module doc."""
+    # a worker thread measures while the optimiser works in this one (training a surrogate: torch's intra-op
+    # threads serve the thread that started them at full speed, a second Python thread at less than half)
+    measurer = ThreadPoolExecutor(1, thread_name_prefix="hil-measure") \
+        if getattr(optimizer, "overlaps_measurement", False) else None
     try:
-        return _drive(box, objective, optimizer, config, progress, recommendations)
+        return _drive(box, objective, optimizer, config, progress, recommendations, measurer)
     finally:
+        if measurer is not None:
+            measurer.shutdown(wait=True)
         _call_optional(optimizer, "close")  # an optimiser (or its estimator) with threads or files of its own
 
 
+def _measure_while(optimizer: Optimizer, box: UnitCubeView, asked: Ask,
+                   measurer: ThreadPoolExecutor | None) -> torch.Tensor:
+    """Measure ``asked``, the optimiser's ``while_measuring`` work overlapping it on ``measurer`` (a worker thread
+    measures) or done first. The measurement is always waited for, so a failure of the work loses no answer."""
+    if measurer is None:
+        _call_optional(optimizer, "while_measuring")
+        return measure(box, asked)
+    pending = measurer.submit(measure, box, asked)
+    try:
+        optimizer.while_measuring()
+    finally:
+        y = pending.result()
+    return y
+
+
 def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
-           progress: Callable[[int, Trace], None] | None, recommendations: bool = False) -> Trace:
+           progress: Callable[[int, Trace], None] | None, recommendations: bool = False,
+           measurer: ThreadPoolExecutor | None = None) -> Trace:
     trace = Trace(sense=objective.sense, n_starts=int(optimizer.n_starts))
     rec = _Recorder(trace, box.spec.input_dim)
     q0, busy0, t0 = box.stats.queries, _busy_s(box), time.perf_counter()
@@ -154,8 +177,7 @@ def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config
             raise OptimizerError(f"{type(optimizer).__name__} asked for {asked.queries} queries with {left} left "
                                  f"of the budget of {config.max_queries}; nothing was sent")
         asked.iteration = t if asked.counted else -1
-        _call_optional(optimizer, "while_measuring")
-        y = measure(box, asked)
+        y = _measure_while(optimizer, box, asked, measurer)
         value = objective(y).detach()
         optimizer.tell(asked, y, value)
         spent = box.stats.queries - q0

@@ -29,16 +29,18 @@ class Case:
 
 
 SMALL_SURROGATE = {"type": "surrogate", "loss": "gradpie", "hidden": [32, 32], "epochs": 3, "k": 4}
+#: the same trained with bounded steps (give ``steps``) instead of full epochs
+SMALL_BOUNDED = {k: v for k, v in SMALL_SURROGATE.items() if k != "epochs"}
 
 CASES = [
     Case("gradient", {"type": "gradient", "n_starts": 2, "local_samples": 2, "lr": 0.05, "sigma": 0.02},
          SMALL_SURROGATE, budget=300, reach=0.15),
     Case("gradient_bounded_training", {"type": "gradient", "n_starts": 2, "local_samples": 2, "lr": 0.05,
-                                       "sigma": 0.02}, {**SMALL_SURROGATE, "steps": 4, "batch_size": 32},
+                                       "sigma": 0.02}, {**SMALL_BOUNDED, "steps": 4, "batch_size": 32},
          budget=300, reach=0.15),
     Case("gradient_concurrent_training", {"type": "gradient", "n_starts": 2, "local_samples": 2, "lr": 0.05,
                                           "sigma": 0.02},
-         {**SMALL_SURROGATE, "steps": 4, "batch_size": 32, "concurrent": True}, budget=300, reach=0.15),
+         {**SMALL_BOUNDED, "steps": 4, "batch_size": 32, "concurrent": True}, budget=300, reach=0.15),
     Case("gradient_exact", {"type": "gradient", "n_starts": 2, "lr": 0.05}, {"type": "exact"}, budget=200,
          reach=0.02),
     Case("offline", {"type": "offline", "n_starts": 2, "lr": 0.05, "dataset_size": 100, "fit_epochs": 100},
