@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,3 +335,25 @@ def test_expected_score_is_the_problems_expectation_at_each_iterate():
     first[0, -1] = 2.1
     assert curve.best[0] == pytest.approx(float(rosenbrock(first)), rel=1e-4)
     assert curve.best[-1] < curve.best[0] and list(curve.queries) == [1, 2, 3]
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RESULTS.glob("*.yaml")))
+def test_every_task_and_grid_file_the_documentation_reruns_still_loads(name):
+    """The documentation gives ``hil bench docs/results/X.yaml`` (or ``hil sweep``) to reproduce each result:
+    each file must still be a valid task (every method's run config checked) or grid."""
+    import yaml as _yaml
+
+    from hil.bench.sweep import load_grid
+    from hil.bench.task import load_task
+
+    path = str(RESULTS / name)
+    data = _yaml.safe_load(Path(path).read_text())
+    if "methods" in data and "problem" in data:
+        load_task(path)
+    else:
+        grid = load_grid(path)
+        for task in grid.tasks:
+            load_task(task)
