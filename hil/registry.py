@@ -26,9 +26,9 @@ T = TypeVar("T")
 C = TypeVar("C", bound=type)
 
 PLUGIN_GROUP = "hil.plugins"
-#: Entry points naming where one type is registered (``"blackbox:cnon_twin" = "hil.sim_backends.cnon"``), so a
-#: config that names a type imports that module alone (``hil validate`` stays fast); a type missing from it is
-#: still found by importing every ``hil.plugins`` module
+#: Entry points naming where one type is declared or registered (``"blackbox:cnon_twin" =
+#: "hil.sim_backends.cnon_config"``), so a config that names a type imports that module alone (``hil validate``
+#: stays fast); a type missing from it is still found by importing every ``hil.plugins`` module
 TYPE_GROUP = "hil.types"
 
 
@@ -81,6 +81,11 @@ class Registry(Generic[T]):
         ``attributes``: the registry's :attr:`attributes` (an optimiser's ``uses_gradient``, an objective's ``sense``)
         where the class's differ from the defaults; :meth:`register` checks that the class agrees."""
 
+        unknown = set(attributes) - set(self.attributes)
+        if unknown:
+            raise RegistryError(f"{self.kind} {name!r}: cannot declare {sorted(unknown)}; what {self.kind} types may "
+                                f"declare: {', '.join(sorted(self.attributes)) or 'nothing'}")
+
         def decorate(config: C) -> C:
             if name in self._declared and self._declared[name][0] is not config:
                 raise RegistryError(f"{self.kind} {name!r} is declared twice ({self._declared[name][0]!r} and "
@@ -118,10 +123,6 @@ class Registry(Generic[T]):
                 config, _, attributes = self._declared[name]
                 if getattr(obj, "Config", None) is not config:
                     raise RegistryError(f"{self.kind} {name!r}: {obj!r} must use the declared Config {config!r}")
-                unknown = set(attributes) - set(self.attributes)
-                if unknown:
-                    raise RegistryError(f"{self.kind} {name!r}: declared {sorted(unknown)}; a {self.kind} declares "
-                                        f"only {sorted(self.attributes)}")
                 for key, default in self.attributes.items():
                     if getattr(obj, key, default) != attributes.get(key, default):
                         raise RegistryError(f"{self.kind} {name!r}: {obj!r}.{key} is {getattr(obj, key, default)!r}, "

@@ -74,3 +74,14 @@ def test_validate_checks_every_shipped_config_without_importing_torch() -> None:
                          text=True, cwd=str(root))
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_a_declaration_names_only_the_attributes_its_registry_reads() -> None:
+    import pytest
+
+    from hil.errors import RegistryError
+
+    with pytest.raises(RegistryError, match=r"cannot declare \['sense'\]; what blackbox types may declare: nothing"):
+        R.BLACKBOXES.declare("no_such_box", "no.such:Box", sense="max")
+    with pytest.raises(RegistryError, match="what optimizer types may declare: estimator_types, uses_gradient"):
+        R.OPTIMIZERS.declare("no_such_optimizer", "no.such:Optimizer", uses_grad=True)
