@@ -166,16 +166,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from hil.registry import BENCHMARKS
 
     is_task = args.task in shipped_tasks() or args.task.endswith((".yaml", ".yml"))
-    if not is_task and (args.seeds is not None or args.set or args.methods):
-        raise ConfigError(f"--seeds, --set and --methods apply to benchmark tasks ({', '.join(shipped_tasks())} or a "
-                          f"task file), not to {args.task!r}")
+    if not is_task and (args.seeds is not None or args.set or args.methods or args.kept_only):
+        raise ConfigError(f"--seeds, --set, --methods and --kept-only apply to benchmark tasks "
+                          f"({', '.join(shipped_tasks())} or a task file), not to {args.task!r}")
     if args.task == "log":
         return bench_log(rows=args.rows, quick=args.quick)
     if is_task:
         methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
         bench_task(args.task, json_path=args.json, quick=args.quick, progress=not args.no_progress,
                    overrides=parse_overrides(args.set), seeds=args.seeds, methods=methods, log_dir=args.log_dir,
-                   runs_dir=args.runs_dir, executor=args.executor, workers=args.jobs, address=args.address)
+                   runs_dir=args.runs_dir, executor=args.executor, workers=args.jobs, address=args.address,
+                   kept_only=args.kept_only)
         return 0
     if args.task in shipped_suites():
         from pathlib import Path
@@ -313,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", metavar="DIR",
                    help="keep each finished run in DIR and reuse the runs already there with the same config, so "
                         "an interrupted benchmark resumes (default with --json: JSON's name + .runs/)")
+    p.add_argument("--kept-only", action="store_true",
+                   help="run nothing: report the runs kept in --runs-dir so far (a long benchmark still running or "
+                        "stopped), each method over the seed sets it has finished")
     _executor_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_bench)

@@ -190,7 +190,7 @@ def test_cli_bench_errors_before_running():
     assert proc.returncode == 2 and "optimizer.adam_beta1: must be >= 0 and < 1, got 1.5" in proc.stderr
     assert "benchmark (" not in proc.stdout  # no table: nothing ran
     proc = run("log", "--seeds", "3")
-    assert proc.returncode == 2 and "--seeds, --set and --methods apply to benchmark tasks" in proc.stderr
+    assert proc.returncode == 2 and "--seeds, --set, --methods and --kept-only apply to benchmark tasks" in proc.stderr
     proc = run("cnon", "--seeds", "0")
     assert proc.returncode == 2 and "--seeds must be >= 1, got 0" in proc.stderr
     proc = run("cnon", "--methods", "gradpie,newton")
@@ -218,6 +218,31 @@ def test_an_interrupted_benchmark_resumes_from_its_kept_runs(task_file, tmp_path
     (tmp_path / "out" / "tiny.runs" / "random-seed1.json").write_text("{truncated")
     bench_task(str(task_file), json_path=json_path, progress=False, methods=["random"])
     assert calls[-1:] == ["random"]
+
+
+def test_kept_only_reports_an_unfinished_benchmark_without_running(task_file, tmp_path, monkeypatch):
+    """--kept-only reads the runs folder back: each method over the seed sets it finished, marked where fewer."""
+    import hil.bench.harness as harness
+
+    json_path = tmp_path / "out" / "tiny.json"
+    with pytest.raises(ConfigError, match="--kept-only reports the runs kept by an earlier"):
+        bench_task(str(task_file), json_path=str(json_path), progress=False, kept_only=True)
+    first = bench_task(str(task_file), json_path=str(json_path), progress=False, methods=["gradpie", "random"])
+    (tmp_path / "out" / "tiny.runs" / "random-seed1.json").unlink()
+    monkeypatch.setattr(harness, "run_one", lambda *a, **k: pytest.fail("--kept-only ran a method"))
+    got = bench_task(str(task_file), json_path=str(json_path), progress=False, kept_only=True)
+    assert list(got["methods"]) == ["gradpie", "random"]  # the task's other methods have no kept run
+    assert got["methods"]["gradpie"]["seeds"] == [0, 1] and got["methods"]["random"]["seeds"] == [0]
+    assert got["methods"]["gradpie"]["best"] == first["methods"]["gradpie"]["best"]
+    assert got["methods"]["random"]["best"][-1] == first["methods"]["random"]["final_best_per_seed"][0]
+    assert got["methods"]["random"]["best_std"][-1] == 0.0
+    md = json_path.with_suffix(".md").read_text()
+    assert "| random (seed sets 0) | peer |" in md and "| gradpie | gradient |" in md
+    for name in ("gradpie", "random"):
+        (tmp_path / "out" / "tiny.runs" / f"{name}-seed0.json").unlink()
+        (tmp_path / "out" / "tiny.runs" / f"{name}-seed1.json").unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match="holds no finished run of tiny"):
+        bench_task(str(task_file), json_path=str(json_path), progress=False, kept_only=True)
 
 
 def test_iteration_cost_runs_the_surrogate_method_both_ways_at_equal_queries(task_file):

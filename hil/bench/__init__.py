@@ -75,11 +75,13 @@ def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool =
                overrides: dict[str, dict[str, Any]] | None = None, seeds: int | None = None,
                methods: list[str] | None = None, log_dir: str | None = None,
                runs_dir: str | None = None, executor: str = "serial", workers: int | None = None,
-               address: str | None = None) -> dict[str, Any]:
+               address: str | None = None, kept_only: bool = False) -> dict[str, Any]:
     """Run a task and print its table; returns the JSON summary. Finished runs are kept in ``runs_dir``
-    (default with ``json_path``: beside it, ``NAME.runs/``) and reused when the command is rerun."""
+    (default with ``json_path``: beside it, ``NAME.runs/``) and reused when the command is rerun.
+    ``kept_only``: run nothing; report the runs kept in ``runs_dir`` (each method over the seed sets it has
+    finished, marked in the table when fewer than the task's)."""
     from hil.bench.executors import check_executor
-    from hil.bench.harness import run_task
+    from hil.bench.harness import plan_runs, run_task
 
     task = prepare_task(name_or_path, quick=quick, overrides=overrides, seeds=seeds, methods=methods)
     check_executor(executor, workers, address)
@@ -87,11 +89,25 @@ def bench_task(name_or_path: str, *, json_path: str | None = None, quick: bool =
         Path(log_dir).mkdir(parents=True, exist_ok=True)
     if runs_dir is None and json_path:
         runs_dir = str(Path(json_path).with_suffix(".runs"))
-    if runs_dir is not None:
+    if kept_only:
+        if runs_dir is None or not Path(runs_dir).is_dir():
+            raise ConfigError(f"--kept-only reports the runs kept by an earlier `hil bench`: give --runs-dir (or "
+                              f"--json beside its NAME.runs/); {runs_dir or 'no runs folder'} is not a folder")
+    elif runs_dir is not None:
         print(f"runs kept in {runs_dir}/ (rerun the same command to resume; delete it to start afresh)")
     t0 = time.perf_counter()
-    results = run_task(task, progress=progress, log_dir=log_dir, runs_dir=runs_dir, executor=executor,
-                       workers=workers, address=address)
+    if kept_only:
+        plan = plan_runs(task, runs_dir=runs_dir)
+        missing = plan.missing()
+        results = plan.results(kept_only=True)
+        if not results:
+            raise ConfigError(f"--kept-only: {runs_dir}/ holds no finished run of {task.name} with the current "
+                              f"config (a changed method's runs no longer count)")
+        print(f"reporting the {len(plan.done)} runs kept in {runs_dir}/; not run yet: "
+              + (", ".join(f"{name}/seed{seed}" for name, seed in missing) or "none"))
+    else:
+        results = run_task(task, progress=progress, log_dir=log_dir, runs_dir=runs_dir, executor=executor,
+                           workers=workers, address=address)
     summary = report_task(task, results, quick=quick, json_path=None, overrides=overrides)
     summary["wall_s"] = time.perf_counter() - t0
     print(f"total benchmark time: {summary['wall_s']:.0f} s")

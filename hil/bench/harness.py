@@ -150,11 +150,20 @@ class RunPlan:
     pending: dict[tuple[str, int], tuple]
     paths: dict[tuple[str, int], tuple[Path, str]]
 
-    def results(self) -> dict[str, MethodRuns]:
+    def results(self, kept_only: bool = False) -> dict[str, MethodRuns]:
+        """Every method's runs in seed order; ``kept_only``: only the runs that have finished, leaving out a
+        method with none (a report on an unfinished benchmark)."""
         out = {name: MethodRuns(m) for name, m in self.task.methods.items()}
         for name, seed in self.order:
-            out[name].runs.append(self.done[(name, seed)])
-        return out
+            if (name, seed) in self.done:
+                out[name].runs.append(self.done[(name, seed)])
+            elif not kept_only:
+                raise KeyError(f"{name} seed {seed} has not run")
+        return {name: mr for name, mr in out.items() if mr.runs}
+
+    def missing(self) -> list[tuple[str, int]]:
+        """The (method, seed) runs not finished yet, in run order."""
+        return [key for key in self.order if key not in self.done]
 
 
 def plan_runs(task: BenchTask, *, log_dir: str | None = None, runs_dir: str | None = None) -> RunPlan:
@@ -271,6 +280,7 @@ def summarize(task: BenchTask, results: dict[str, MethodRuns], sense: str, grid_
             stats = [_stats([r.at(q, which) for r in mr.runs]) for q in checkpoints]
             entry[which] = [s[0] for s in stats]
             entry[f"{which}_std"] = [s[1] for s in stats]
+        entry["seeds"] = [r.seed for r in mr.runs]
         entry["queries_used"] = [int(r.queries[-1]) if r.queries.size else 0 for r in mr.runs]
         entry["final_best_per_seed"] = [r.at(budget) for r in mr.runs]
         entry["n_starts"] = mr.runs[0].n_starts if mr.runs else None
@@ -310,6 +320,12 @@ def _compare(g: str, gr: MethodRuns, p: str, pr: MethodRuns, curves: dict[str, n
             "ratios_per_seed": per_seed}
 
 
+def _seed_note(summary: dict[str, Any], m: dict[str, Any]) -> str:
+    """`` (seed sets 0)`` for a method that has run under fewer seed sets than the task's (a report on kept runs
+    of an unfinished benchmark), else nothing."""
+    return "" if m["seeds"] == list(summary["seeds"]) else f" (seed sets {', '.join(map(str, m['seeds']))})"
+
+
 def _fmt(mean: float | None, std: float | None, one_seed: bool = False) -> str:
     if mean is None:
         return "      n/a      "
@@ -322,12 +338,12 @@ def format_table(summary: dict[str, Any]) -> list[str]:
     head = f"{'method':<19}{'kind':<10}" + "".join(f"| best @{int(100 * f)}%".ljust(18) for f in fr)
     head += f"| mean over starts @{int(100 * fr[-1])}%  | queries used | wall s"
     lines = [head, "-" * len(head)]
-    one = len(summary["seeds"]) == 1
     for name, m in summary["methods"].items():
+        one = len(m["seeds"]) == 1
         cells = "".join(f"| {_fmt(b, s, one)} " for b, s in zip(m["best"], m["best_std"], strict=True))
         used = int(np.mean(m["queries_used"]))
         lines.append(f"{name:<19}{m['kind']:<10}{cells}| {_fmt(m['mean'][-1], m['mean_std'][-1], one)}     | "
-                     f"{used:>12} | {np.mean(m['wall_s']):6.1f}")
+                     f"{used:>12} | {np.mean(m['wall_s']):6.1f}{_seed_note(summary, m)}")
     if summary["comparisons"]:  # a task with no peers (the offline suite) has nothing to compare with
         lines.append("")
         lines.append("queries a gradient method needs to reach a peer's final best (seed-mean curves; ratio = of "
@@ -377,7 +393,8 @@ def plot(path: str, summary: dict[str, Any], results: dict[str, MethodRuns], gri
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before a method's first round
             lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-        (line,) = ax.plot(grid, mean, styles[mr.method.kind], label=f"{name} ({mr.method.kind})")
+        label = f"{name} ({mr.method.kind}){_seed_note(summary, summary['methods'][name])}"
+        (line,) = ax.plot(grid, mean, styles[mr.method.kind], label=label)
         if len(mr.runs) > 1:
             ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.set_xlabel("total device queries (all starts, probes included)")
@@ -401,18 +418,18 @@ def markdown_table(summary: dict[str, Any]) -> str:
     """The summary as a markdown table (best over all starts and mean over starts, mean ± std over seed sets),
     followed by the query ratios; written beside the JSON."""
 
-    one = len(summary["seeds"]) == 1
-
-    def cell(mean: float | None, std: float | None) -> str:
+    def cell(mean: float | None, std: float | None, one: bool) -> str:
         return "n/a" if mean is None else (f"{mean:.4g}" if one else f"{mean:.4g} ± {std:.2g}")
 
     fr = summary["fractions"]
     cols = [f"best @{int(100 * f)} %" for f in fr] + [f"mean over starts @{int(100 * fr[-1])} %"]
     lines = ["| method | kind | " + " | ".join(cols) + " | queries used |", "|---|---|" + "---|" * (len(cols) + 1)]
     for name, m in summary["methods"].items():
-        cells = [cell(b, s) for b, s in zip(m["best"], m["best_std"], strict=True)]
-        cells.append(cell(m["mean"][-1], m["mean_std"][-1]))
-        lines.append(f"| {name} | {m['kind']} | " + " | ".join(cells) + f" | {int(np.mean(m['queries_used']))} |")
+        one = len(m["seeds"]) == 1
+        cells = [cell(b, s, one) for b, s in zip(m["best"], m["best_std"], strict=True)]
+        cells.append(cell(m["mean"][-1], m["mean_std"][-1], one))
+        lines.append(f"| {name}{_seed_note(summary, m)} | {m['kind']} | " + " | ".join(cells)
+                     + f" | {int(np.mean(m['queries_used']))} |")
     if summary["comparisons"]:
         lines += ["", "| gradient method | peer | peer's final best | queries to reach it | ratio | per seed set |",
                   "|---|---|---|---|---|---|"]
