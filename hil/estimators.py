@@ -20,6 +20,7 @@ with ``purpose="probe"``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -215,6 +216,30 @@ def _probe(blackbox: BlackBox, points: torch.Tensor, iteration: int, start: torc
     return y.to(torch.float32).reshape(points.shape[0], -1)
 
 
+def _probe_pairs(x: torch.Tensor, y: torch.Tensor | None, plus: torch.Tensor, minus: torch.Tensor, f_plus: torch.Tensor,
+                 f_minus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Differences of probe pairs around ``x`` (``b x d``; answers ``y``) that survive a failed probe.
+
+    ``plus``/``minus`` (``b x n x d``) were answered ``f_plus``/``f_minus`` (``b x n x o``). Where both answers
+    are finite the pair is the central difference; where one probe failed (a design the simulator could not
+    solve, a dropped frame: a non-finite answer) the other is paired with the centre ``x``; where both failed,
+    or one and the centre, the pair is unusable. Returns the answer differences (``b x n x o``, zero where
+    unusable), the input differences (``b x n x d``) and the usable mask (``b x n``)."""
+    b, n, _ = plus.shape
+    if y is None:  # the centre's answer is unknown: a failed probe makes its pair unusable
+        f_c = torch.full_like(f_plus[:, :1], math.nan)
+    else:
+        f_c = y.to(torch.float32).reshape(b, 1, -1)
+    ok_p, ok_m = torch.isfinite(f_plus).all(-1), torch.isfinite(f_minus).all(-1)  # b x n
+    ok_c = torch.isfinite(f_c).all(-1)  # b x 1
+    usable = (ok_p & ok_m) | ((ok_p | ok_m) & ok_c)
+    hi = torch.where(ok_p.unsqueeze(-1), f_plus, f_c)
+    lo = torch.where(ok_m.unsqueeze(-1), f_minus, f_c)
+    centre = x.unsqueeze(1)
+    dx = torch.where(ok_p.unsqueeze(-1), plus, centre) - torch.where(ok_m.unsqueeze(-1), minus, centre)
+    return torch.where(usable.unsqueeze(-1), hi - lo, 0.0), dx, usable
+
+
 @ESTIMATORS.register("finite_difference")
 class FiniteDifferenceEstimator(GradientEstimator):
     """Central differences with step ``step`` (a fraction of each input's range), kept inside the bounds;
@@ -245,9 +270,11 @@ class FiniteDifferenceEstimator(GradientEstimator):
         points = torch.cat([plus, minus], dim=1).reshape(b * 2 * d, d)
         r = self.repeats
         out = _probe(self.blackbox, points.repeat_interleave(r, dim=0), iteration, start, 2 * d * r)
-        out = out.reshape(b, 2, d, r, -1).mean(dim=3)
-        width = (plus - minus).diagonal(dim1=1, dim2=2)  # b x d
-        jac_t = (out[:, 0] - out[:, 1]) / width.unsqueeze(-1)  # b x d x out  (J^T)
+        out = out.reshape(b, 2, d, r, -1).mean(dim=3)  # a failed repeat fails its probe point
+        diff, dx, usable = _probe_pairs(x, y, plus, minus, out[:, 0], out[:, 1])
+        width = dx.diagonal(dim1=1, dim2=2)  # b x d
+        safe = torch.where(usable, width, torch.ones_like(width))
+        jac_t = torch.where(usable.unsqueeze(-1), diff / safe.unsqueeze(-1), 0.0)  # b x d x out  (J^T)
         return torch.einsum("bdo,bo->bd", jac_t, grad_y.to(torch.float32).reshape(b, -1))
 
 
@@ -277,13 +304,16 @@ class SPSAEstimator(GradientEstimator):
         minus = torch.maximum(x.unsqueeze(1) - delta * h, spec.lower)
         points = torch.cat([plus, minus], dim=1).reshape(b * 2 * n, d)
         out = _probe(self.blackbox, points, iteration, start, 2 * n).reshape(b, 2, n, -1)
+        diff, width, usable = _probe_pairs(x, y, plus, minus, out[:, 0], out[:, 1])  # a failed probe: one-sided
         g_out = grad_y.to(torch.float32).reshape(b, 1, -1)
         # directional derivative of <grad_y, F> along each perturbation, divided componentwise by it
-        dirderiv = ((out[:, 0] - out[:, 1]) * g_out).sum(-1)  # b x n
-        width = plus - minus  # b x n x d
-        safe = torch.where(width.abs() > 0, width, torch.ones_like(width))
-        est = torch.where(width.abs() > 0, dirderiv.unsqueeze(-1) / safe, torch.zeros_like(width))
-        return est.mean(dim=1)
+        dirderiv = (diff * g_out).sum(-1)  # b x n
+        ok = (width.abs() > 0) & usable.unsqueeze(-1)
+        safe = torch.where(ok, width, torch.ones_like(width))
+        est = torch.where(ok, dirderiv.unsqueeze(-1) / safe, torch.zeros_like(width))
+        if bool(usable.all()):
+            return est.mean(dim=1)
+        return est.sum(dim=1) / usable.sum(dim=1, keepdim=True).clamp(min=1)  # the usable directions' mean
 
 
 from hil import lgso  # noqa: E402, F401  (registers ``lgso``; it builds on GradientEstimator)

@@ -51,6 +51,47 @@ def test_spsa_is_unbiased_on_average():
     assert cos > 0.95
 
 
+class _HoleyTwin(type(_twin())):
+    """The CNON twin, except that inputs with x[0] > 0.5 fail (non-finite answers, as a design the simulator
+    cannot solve)."""
+
+    def _query(self, x):
+        y = super()._query(x)
+        return torch.where((x[:, :1] > 0.5), torch.full_like(y, float("nan")), y)
+
+
+def _holey(dim=5):
+    return _HoleyTwin(CNON.Config(dim=dim, horizon=2.0, steps=20)).connect()
+
+
+def test_probing_estimators_survive_a_failed_probe_with_one_sided_differences():
+    """A probe that fails (non-finite answer) is replaced by the centre: FD and SPSA stay finite and close to the
+    one-sided difference; a pair with both ends failed gives no information (zero)."""
+    holey, twin = _holey(), _twin()
+    x = torch.tensor([[0.4995, 0.1, -0.2, 0.3, 0.0], [0.2, 0.1, -0.2, 0.3, 0.0]])
+    g = torch.randn(2, 5)
+    y = holey.query(x)
+    assert torch.isfinite(y).all()
+    fd = FiniteDifferenceEstimator(step=1e-3).bind(holey).vjp(x, y, g)
+    assert torch.isfinite(fd).all()
+    exact = _exact_vjp(twin, x, g)
+    assert torch.allclose(fd, exact, rtol=5e-2, atol=5e-3)  # x[0, 0] + h fails: one-sided there
+    central = FiniteDifferenceEstimator(step=1e-3).bind(twin).vjp(x, y, g)
+    assert not torch.equal(fd[0], central[0])  # the one-sided branch ran
+    assert torch.equal(fd[1], FiniteDifferenceEstimator(step=1e-3).bind(twin).vjp(x[1:], y[1:], g[1:])[0])
+    spsa = SPSAEstimator(step=1e-3, n_directions=64, seed=1).bind(holey).vjp(x[:1], y[:1], g[:1])
+    assert torch.isfinite(spsa).all()
+    ref = SPSAEstimator(step=1e-3, n_directions=64, seed=1).bind(twin).vjp(x[:1], y[:1], g[:1])
+    assert torch.nn.functional.cosine_similarity(spsa, ref).item() > 0.9
+    # both ends failed (a centre that failed too): no information, no NaN
+    x_bad = torch.tensor([[0.9, 0.1, -0.2, 0.3, 0.0]])
+    y_bad = holey.query(x_bad)
+    assert not torch.isfinite(y_bad).any()
+    assert torch.equal(SPSAEstimator(step=1e-3, n_directions=4).bind(holey).vjp(x_bad, y_bad, g[:1]),
+                       torch.zeros(1, 5))
+    assert torch.equal(FiniteDifferenceEstimator(step=1e-3).bind(holey).vjp(x_bad, y_bad, g[:1]), torch.zeros(1, 5))
+
+
 def test_probes_go_through_the_logged_path(tmp_path):
     twin = _twin(dim=3)
     with QueryLog.create(tmp_path / "l.h5", input_dim=3, output_shape=(3,), run_id="r") as log:

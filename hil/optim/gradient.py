@@ -131,7 +131,8 @@ class GradientOptimizer(Optimizer):
             raise EstimatorError(
                 f"iteration {t}: the gradient estimator {type(self.estimator).__name__} returned a non-finite "
                 f"gradient for starting point(s) {bad.nonzero().flatten().tolist()}; no step was taken and every "
-                f"answered query is logged. A surrogate that diverged trains with a lower estimator.lr"
+                f"answered query is logged." + (" A surrogate that diverged trains with a lower estimator.lr"
+                                                if hasattr(self.estimator, "surrogate") else "")
             )
         self.apply_step(u_sel, grad_u)
 
