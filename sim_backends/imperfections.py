@@ -305,7 +305,9 @@ class SLMSettling(_Wrapper):
     Config = SLMSettlingConfig
 
     def __init__(self, inner: BlackBox, config: Config) -> None:
-        super().__init__(inner, stochastic=False)
+        # the same pattern is answered differently after different predecessors: to an optimiser (and to the
+        # conformance checks) that is an answer that varies, as noise does; the model is the settled SLM
+        super().__init__(inner, stochastic=True)
         self.config = config
         self.drive: torch.Tensor | None = None  # what the SLM shows now (d_in), None before the first frame
 
