@@ -225,7 +225,7 @@ def _probe_pairs(x: torch.Tensor, y: torch.Tensor | None, plus: torch.Tensor, mi
     solve, a dropped frame: a non-finite answer) the other is paired with the centre ``x``; where both failed,
     or one and the centre, the pair is unusable. Returns the answer differences (``b x n x o``, zero where
     unusable), the input differences (``b x n x d``) and the usable mask (``b x n``)."""
-    b, n, _ = plus.shape
+    b = plus.shape[0]
     if y is None:  # the centre's answer is unknown: a failed probe makes its pair unusable
         f_c = torch.full_like(f_plus[:, :1], math.nan)
     else:
