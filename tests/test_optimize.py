@@ -457,9 +457,29 @@ def test_a_non_finite_gradient_stops_the_loop_before_it_reaches_the_blackbox():
     with box:
         built = _Built(box, TargetDistance(torch.zeros(2)), _NaNEstimator(), n_starts=3, iterations=10)
         with pytest.raises(EstimatorError, match=r"iteration 2: .*_NaNEstimator returned a non-finite gradient "
-                                                 r"for starting point\(s\) \[1\].*lower estimator.lr"):
-            built.run()
+                                                 r"for starting point\(s\) \[1\].*logged\.$"):
+            built.run()  # no hint about a surrogate's learning rate: this estimator has none
     assert len(box.received) == 3  # iterations 0, 1, 2 were measured; no query after the bad gradient
+
+
+class _DivergedSurrogate(SurrogateEstimator):
+    def vjp(self, x, y, grad_y, *, iteration=-1, start=None):
+        return torch.full_like(x, float("nan"))
+
+
+def test_a_diverged_surrogate_is_told_to_train_with_a_lower_lr():
+    from conftest import CountingBox
+
+    from hil.errors import EstimatorError
+    from hil.objectives import TargetDistance
+    from hil.surrogate import SurrogateConfig
+
+    with CountingBox() as box:
+        built = _Built(box, TargetDistance(torch.zeros(2)), _DivergedSurrogate(SurrogateConfig(hidden=[4], steps=1)),
+                       n_starts=2, iterations=3)
+        with pytest.raises(EstimatorError, match=r"iteration 0: .*_DivergedSurrogate .* trains with a lower "
+                                                 r"estimator.lr"):
+            built.run()
 
 
 
