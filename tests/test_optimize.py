@@ -482,7 +482,6 @@ def test_a_diverged_surrogate_is_told_to_train_with_a_lower_lr():
             built.run()
 
 
-
 # -- config validation: every number is ranged at its field, errors name the key -----------------------------
 
 
