@@ -310,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the methods whose type has the key), or surrogate.* for every surrogate method")
     p.add_argument("--seeds", type=int, metavar="N", help="run seed sets 0..N-1 instead of the task's")
     p.add_argument("--methods", metavar="A,B", help="run only these methods of the task")
-    p.add_argument("--log-dir", metavar="DIR", help="write every run's HDF5 query log into DIR")
+    p.add_argument("--log-dir", metavar="DIR",
+                   help="write every run's HDF5 query log into DIR; a run whose log is already there continues "
+                        "from it (and from its checkpoint: a killed BoTorch run keeps its hours of work)")
     p.add_argument("--runs-dir", metavar="DIR",
                    help="keep each finished run in DIR and reuse the runs already there with the same config, so "
                         "an interrupted benchmark resumes (default with --json: JSON's name + .runs/)")

@@ -19,6 +19,7 @@ import torch
 from hil.blackbox import BlackBox, find_attribute
 from hil.calib.record import record_summary
 from hil.errors import LogError
+from hil.optim.checkpoint import Checkpointer, checkpoint_path, load_checkpoint
 from hil.optim.loop import Trace, run_loop
 from hil.optim.replay import ReplayBox
 from hil.querylog import QueryLog, read_log
@@ -80,6 +81,13 @@ def report_images(blackbox: BlackBox, objective: Any, trace: Trace) -> dict[str,
     return images
 
 
+def _same_run_config(logged: dict[str, Any], config_dict: dict[str, Any]) -> bool:
+    """Whether a log's stored config is ``config_dict``'s run, apart from the ``log`` section (where logs and
+    reports go, and how often checkpoints are saved, change nothing a resume replays)."""
+    now = json.loads(json.dumps(config_dict))
+    return {k: v for k, v in logged.items() if k != "log"} == {k: v for k, v in now.items() if k != "log"}
+
+
 def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: str | Path | None = None,
             progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False,
             say: Callable[[str], None] | None = None) -> RunResult:
@@ -93,16 +101,23 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
     estimator = config.estimator.build() if config.estimator is not None else None
     run_id = f"{config.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     config_dict = config.as_dict()
-    old = None
+    old = restored = None
     if resume is not None:
         path = Path(resume)
         old = read_log(path)
-        if old.attrs.get("config", {}) != json.loads(json.dumps(config_dict)):
+        if not _same_run_config(old.attrs.get("config", {}), config_dict):
             raise LogError(f"{path} was written by a different config; resume it with the config it was run with")
         log = QueryLog.open_append(path, run_id=run_id)
-        if say is not None:
-            say(f"resume: the optimiser runs again from the start and the {len(old)} logged queries answer it "
-                f"(its state is rebuilt; nothing is sent to the device) before new queries go to the device")
+        identity = str(old.run_ids[0]) if old.run_ids else ""
+        restored, why = load_checkpoint(checkpoint_path(path), identity, np.asarray(old.x))
+        if say is not None and restored is not None:
+            say(f"resume: restored the run's checkpoint after {restored['queries']} of the {len(old)} logged "
+                f"queries; the rest answer the optimiser again (nothing is sent to the device) before new queries "
+                f"go to the device")
+        elif say is not None:
+            say(f"resume: {why}, so the optimiser runs again from the start and the {len(old)} logged queries "
+                f"answer it (its state is rebuilt; nothing is sent to the device) before new queries go to the "
+                f"device")
     else:
         path = Path(log_path) if log_path else Path(config.log.dir) / f"{run_id}.h5"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,16 +131,25 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
             attrs={"sense": objective.sense, "blackbox": blackbox.spec.name,
                    "calibrations": record_summary(config.calibrations)},
         )
+        identity = run_id
+    checkpoints = None
+    if config.log.checkpoint_every_s is not None:
+        checkpoints = Checkpointer(checkpoint_path(path), config.log.checkpoint_every_s, identity, log)
     t0 = time.perf_counter()
     with log, blackbox:
         blackbox.attach_log(log)
         try:
             counted = blackbox if old is None else ReplayBox(blackbox, old, path)
+            if restored is not None:
+                counted.skip(restored["queries"])
             view = UnitCubeView(counted)
             optimizer = config.optimizer.build(box=view, objective=objective, estimator=estimator)
-            trace = run_loop(view, objective, optimizer, config.optimizer.loop, progress, recommendations)
+            trace = run_loop(view, objective, optimizer, config.optimizer.loop, progress, recommendations,
+                             checkpoints, restored)
         finally:
             blackbox.attach_log(None)
+        if checkpoints is not None:
+            checkpoints.discard()  # the run finished: its log is complete
         wall = time.perf_counter() - t0
         log.record_run_summary({"queries": blackbox.stats.queries, "wall_s": wall, "busy_s": blackbox.stats.busy_s,
                                 "duty_cycle": blackbox.stats.busy_s / wall if wall > 0 else None,

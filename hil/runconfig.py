@@ -23,7 +23,7 @@ from typing import Any
 
 from hil.calib.record import CalibrationRecord, apply_corrections, load_records, parse_calibrations
 from hil.calib.section import parse_calibrate
-from hil.config import TypedSection, load_yaml, parse, parse_typed
+from hil.config import NonNegativeFloat, TypedSection, load_yaml, parse, parse_typed
 from hil.errors import ConfigError
 from hil.optim.section import OptimizerSection, check_estimator, parse_optimizer
 from hil.registry import ESTIMATORS, OBJECTIVES
@@ -37,6 +37,9 @@ TOP_LEVEL_KEYS = ("name", "description", "blackbox", "calibrations", "calibrate"
 class LogConfig:
     dir: str = "runs"
     report: bool = True
+    #: how often the run's state is saved beside its log (``<log>.ckpt``, :mod:`hil.optim.checkpoint`) for an
+    #: optimiser that supports it, so that ``--resume`` need not recompute it; 0: after every round, null: never
+    checkpoint_every_s: NonNegativeFloat | None = 60.0
 
 
 @dataclass

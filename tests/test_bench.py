@@ -220,6 +220,24 @@ def test_an_interrupted_benchmark_resumes_from_its_kept_runs(task_file, tmp_path
     assert calls[-1:] == ["random"]
 
 
+def test_a_run_whose_log_is_in_the_log_dir_continues_from_it(task_file, tmp_path):
+    """With --log-dir, a run that has a log there (a killed benchmark's) resumes from it: the log answers the
+    queries it holds, nothing is queried twice, and the curves are those of an uninterrupted run."""
+    from hil.querylog import read_log
+
+    logs = tmp_path / "logs"
+    first = bench_task(str(task_file), json_path=str(tmp_path / "a" / "tiny.json"), progress=False,
+                       methods=["gradpie"], log_dir=str(logs))
+    rows = {p.name: len(read_log(p)) for p in logs.glob("*.h5")}
+    assert sorted(rows) == ["tiny-gradpie-seed0.h5", "tiny-gradpie-seed1.h5"]
+    again = bench_task(str(task_file), json_path=str(tmp_path / "b" / "tiny.json"), progress=False,
+                       methods=["gradpie"], log_dir=str(logs))  # no kept runs there: both run, from their logs
+    for p in logs.glob("*.h5"):
+        log = read_log(p)
+        assert len(log) == rows[p.name] and len(log.run_ids) == 2  # resumed, not one row added
+    assert again["methods"]["gradpie"]["best"] == first["methods"]["gradpie"]["best"]
+
+
 def test_kept_only_reports_an_unfinished_benchmark_without_running(task_file, tmp_path, monkeypatch):
     """--kept-only reads the runs folder back: each method over the seed sets it finished, marked where fewer."""
     import hil.bench.harness as harness

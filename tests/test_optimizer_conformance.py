@@ -33,6 +33,25 @@ def test_resumes_from_a_killed_log_to_the_same_queries(case, tmp_path):
     check_resume(case, tmp_path)
 
 
+def _saves_checkpoints(case) -> bool:
+    from hil.optim.base import Optimizer
+
+    if case.optimizer["type"] not in OPTIMIZERS.names():
+        return False
+    cls = OPTIMIZERS.get(case.optimizer["type"])
+    return getattr(cls, "checkpoint", Optimizer.checkpoint) is not Optimizer.checkpoint
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if _saves_checkpoints(c)], ids=lambda c: c.name)
+def test_resumes_from_its_checkpoint_to_the_same_queries(case, tmp_path):
+    """An optimiser that hands over its state resumes from the checkpoint saved beside the log (only the rows
+    after it are replayed) and still ends exactly as an uninterrupted run."""
+    _skip_without(case)
+    said = check_resume(case, tmp_path, checkpoint_every_s=0)
+    assert any("restored the run's checkpoint" in line for line in said), said
+    assert not list(tmp_path.glob("*.ckpt")), "a finished run leaves no checkpoint behind"
+
+
 def test_every_registered_optimiser_has_a_conformance_case():
     covered = {c.optimizer["type"] for c in CASES}
     missing = [name for name in OPTIMIZERS.names() if name not in covered]

@@ -72,7 +72,9 @@ def run_one(task: BenchTask, method: Method, seed: int, log_dir: str | None = No
                           f"{type(box).__name__} has none (use score: measured)")
     if log_dir is not None:
         cfg.log.report = False
-        res = execute(cfg, log_path=f"{log_dir}/{task.name}-{method.name}-seed{seed}.h5", recommendations=expected)
+        log_path = Path(log_dir) / f"{task.name}-{method.name}-seed{seed}.h5"
+        resume = log_path if log_path.exists() else None  # a killed run continues from its log (and checkpoint)
+        res = execute(cfg, log_path=log_path, resume=resume, recommendations=expected)
         trace, busy = res.trace, res.busy_s
     else:
         from hil.optim.section import optimize
@@ -90,8 +92,11 @@ def run_one(task: BenchTask, method: Method, seed: int, log_dir: str | None = No
         per_start = trace.best_array()
         with np.errstate(all="ignore"):
             mean = np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in per_start])
-    return RunCurve(seed, np.asarray(trace.queries, dtype=np.float64), best, mean, time.perf_counter() - t0, busy,
-                    trace.stopped, trace.n_starts)
+    # a resumed run's trace carries the time spent before the kill (up to its checkpoint)
+    wall = max(time.perf_counter() - t0, trace.wall_s[-1] if trace.wall_s else 0.0)
+    busy = max(busy, trace.busy_s[-1] if trace.busy_s else 0.0)
+    return RunCurve(seed, np.asarray(trace.queries, dtype=np.float64), best, mean, wall, busy, trace.stopped,
+                    trace.n_starts)
 
 
 def _expected_scores(box: Any, recommended: list[np.ndarray]) -> np.ndarray:

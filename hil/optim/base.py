@@ -17,7 +17,9 @@ total query budget, or ``None``), ``ask`` and ``tell``, decorated
 with ``@OPTIMIZERS.register("name")``, and one import line in :mod:`hil.optim`; the shared conformance
 test (``hil.testing.optimizers``) then checks it. Optionally ``recommend()`` gives what each start would
 return now (``n_starts x d`` in the unit cube: an iterate, a search distribution's mean); without it a
-stochastic benchmark scores each start's best measured point.
+stochastic benchmark scores each start's best measured point. Optionally ``checkpoint()`` and
+``restore(state)`` hand the optimiser's state over (:mod:`hil.optim.checkpoint`), so that a resume does not
+recompute it; worth it where ``ask`` or ``tell`` is expensive.
 """
 
 from __future__ import annotations
@@ -114,6 +116,16 @@ class Optimizer:
     def state_summary(self) -> dict[str, Any]:
         """A few numbers worth printing or logging about the optimiser's state."""
         return {}
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The optimiser's whole state as a picklable dict, such that :meth:`restore` on a fresh optimiser of
+        the same config and seed continues exactly as this one would; ``None`` (the default): not supported,
+        a resume replays the whole log through ``ask`` and ``tell`` instead."""
+        return None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back a state :meth:`checkpoint` returned (called on a fresh optimiser before its first ask)."""
+        raise NotImplementedError(f"{type(self).__name__} does not restore checkpoints")
 
     @property
     def overlaps_measurement(self) -> bool:

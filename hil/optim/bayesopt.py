@@ -74,6 +74,7 @@ run (150 rounds of 62).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -82,7 +83,7 @@ from typing import Any
 
 import torch
 
-from hil.errors import ConfigError
+from hil.errors import ConfigError, OptimizerError
 from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer, make_ask, minimisation_values
 from hil.optim.configs import AtLeastTwo, BayesOptConfig  # noqa: F401  (re-exported)
@@ -264,6 +265,25 @@ class BayesOpt(Optimizer):
             self._warm = None
             self._last_weights = None
             self._pending = self._sobol_design(self._restarts)
+
+    #: what :meth:`checkpoint` saves: everything ``ask`` and ``tell`` change (the config and seed rebuild the rest)
+    _STATE = ("_x", "_value", "_n", "_inst_start", "_restarts", "_pending", "_state", "_warm", "_round",
+              "_last_weights", "fallbacks", "last_fallback", "last_fit_s", "last_ask_s", "last_n_train", "stop_reason")
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The observations, the Sobol points not yet asked, the trust region, the GP's warm start and the round
+        counter (every random draw is seeded from the round), so a restored run asks exactly what this one would."""
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+        state["_x"], state["_value"] = self._x[:self._n].clone(), self._value[:self._n].clone()
+        return {"method": self.method, "d": self.d, "seed": self.seed, **state}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if (state.get("method"), state.get("d"), state.get("seed")) != (self.method, self.d, self.seed):
+            raise OptimizerError(f"botorch: a checkpoint of {state.get('method')} in {state.get('d')}-D with seed "
+                                 f"{state.get('seed')} cannot restore {self.method} in {self.d}-D with seed "
+                                 f"{self.seed}")
+        for name in self._STATE:
+            setattr(self, name, copy.deepcopy(state[name]))
 
     def state_summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "observed": self._n, "batch": self.batch,

@@ -8,6 +8,10 @@ never gets an ask past it: it is told how many queries are left and the loop che
 ``max_wall_s``, when the optimiser has nothing more to ask, or when the mean best over starts improved by
 less than ``tol`` over ``patience`` rounds.
 
+With a :class:`~hil.optim.checkpoint.Checkpointer`, the loop saves its state and the optimiser's (when the
+optimiser supports ``checkpoint()``) after a round, at most every ``every_s`` seconds; ``restored`` (a state
+saved so) continues a run from there.
+
 The :class:`Trace` holds, per round: every start's best so far, this round's best per start, the best
 over everything measured, the cumulative queries (probes included) and times.
 """
@@ -19,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +33,9 @@ from hil.objectives import Objective
 from hil.optim.base import Ask, Optimizer
 from hil.optim.configs import LoopConfig  # noqa: F401  (re-exported)
 from hil.space import UnitCubeView
+
+if TYPE_CHECKING:
+    from hil.optim.checkpoint import Checkpointer
 
 
 @dataclass
@@ -121,14 +129,16 @@ def _busy_s(box: UnitCubeView) -> float:
 
 
 def run_loop(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
-             progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False) -> Trace:
-    """Drive ``optimizer`` on ``box`` (connected) until a budget or the optimiser stops; see the module doc."""
+             progress: Callable[[int, Trace], None] | None = None, recommendations: bool = False,
+             checkpoints: Checkpointer | None = None, restored: dict[str, Any] | None = None) -> Trace:
+    """Drive ``optimizer`` on ``box`` (connected) until a budget or the optimiser stops; see the module doc.
+    ``restored``: a state ``checkpoints`` saved, whose queries ``box`` has already counted as answered."""
     # a worker thread measures while the optimiser works in this one (training a surrogate: torch's intra-op
     # threads serve the thread that started them at full speed, a second Python thread at less than half)
     measurer = ThreadPoolExecutor(1, thread_name_prefix="hil-measure") \
         if getattr(optimizer, "overlaps_measurement", False) else None
     try:
-        return _drive(box, objective, optimizer, config, progress, recommendations, measurer)
+        return _drive(box, objective, optimizer, config, progress, recommendations, measurer, checkpoints, restored)
     finally:
         if measurer is not None:
             measurer.shutdown(wait=True)
@@ -152,12 +162,19 @@ def _measure_while(optimizer: Optimizer, box: UnitCubeView, asked: Ask,
 
 def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config: LoopConfig,
            progress: Callable[[int, Trace], None] | None, recommendations: bool = False,
-           measurer: ThreadPoolExecutor | None = None) -> Trace:
+           measurer: ThreadPoolExecutor | None = None, checkpoints: Checkpointer | None = None,
+           restored: dict[str, Any] | None = None) -> Trace:
     trace = Trace(sense=objective.sense, n_starts=int(optimizer.n_starts))
     rec = _Recorder(trace, box.spec.input_dim)
     q0, busy0, t0 = box.stats.queries, _busy_s(box), time.perf_counter()
     best_history: list[float] = []
     t = 0
+    if restored is not None:
+        optimizer.restore(restored["optimizer"])
+        rec, t, best_history = restored["recorder"], restored["round"], restored["best_history"]
+        trace = rec.trace
+        q0 -= restored["queries"]  # the box counted them already (answered from the log)
+        busy0, t0 = busy0 - restored["busy_s"], t0 - restored["wall_s"]
     while True:
         used = box.stats.queries - q0
         if t >= config.iterations:
@@ -197,10 +214,24 @@ def _drive(box: UnitCubeView, objective: Objective, optimizer: Optimizer, config
             progress(t, trace)
         t += 1
         best_history.append(float(np.nanmean(trace.best[-1])) if np.isfinite(trace.best[-1]).any() else math.nan)
+        if checkpoints is not None and checkpoints.due():
+            _save_checkpoint(checkpoints, optimizer, rec, t, best_history, spent, time.perf_counter() - t0,
+                             _busy_s(box) - busy0)
         if _converged(best_history, config, trace.sense):
             trace.stopped = f"converged: improvement < tol over {config.patience} iterations"
             break
     return trace
+
+
+def _save_checkpoint(checkpoints: Checkpointer, optimizer: Optimizer, rec: _Recorder, t: int,
+                     best_history: list[float], spent: int, wall_s: float, busy_s: float) -> None:
+    """Save the loop's state after ``spent`` queries, if the optimiser can hand over its own."""
+    method = getattr(optimizer, "checkpoint", None)
+    state = method() if callable(method) else None
+    if state is None:
+        return
+    checkpoints.save({"optimizer": state, "recorder": rec, "round": t, "best_history": list(best_history),
+                      "queries": spent, "wall_s": wall_s, "busy_s": busy_s}, rows=spent)
 
 
 def _call_optional(optimizer: Optimizer, hook: str) -> None:

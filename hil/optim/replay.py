@@ -45,6 +45,18 @@ class ReplayBox(BlackBoxWrapper):
     def remaining(self) -> int:
         return self._x.shape[0] - self.pos
 
+    def skip(self, rows: int) -> None:
+        """Count the log's next ``rows`` rows as answered without asking for them again (a checkpoint restored
+        the state they built, :mod:`hil.optim.checkpoint`)."""
+        if not 0 <= rows <= self.remaining:
+            raise LogError(f"resume: cannot skip {rows} rows of {self.path}, {self.remaining} remain")
+        labels, counts = np.unique(self._purpose[self.pos:self.pos + rows], return_counts=True)
+        for label, count in zip(labels, counts, strict=True):
+            self.stats.by_purpose[str(label)] = self.stats.by_purpose.get(str(label), 0) + int(count)
+        self.pos += rows
+        self.replayed += rows
+        self.stats.queries += rows
+
     def query(self, x: torch.Tensor, *, purpose: str = "step", iteration: int = -1,
               start: torch.Tensor | np.ndarray | Sequence[int] | None = None) -> torch.Tensor:
         if self.remaining == 0:

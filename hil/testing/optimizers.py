@@ -98,36 +98,49 @@ def check_budget_and_log(case: Case, result: Any) -> None:
     assert len(pairs) >= len(log) * 0.99, f"{case.name}: rows logged twice"
 
 
-def check_resume(case: Case, tmp_path: Path, kill_after_batches: int = 3) -> None:
-    """A run killed after a few batches and resumed from its log ends with the log an uninterrupted run
-    writes: the same rows in the same order, none asked twice of the device."""
+def run_killed(config: Any, log_path: Path, kill_after_batches: int) -> None:
+    """Run ``config`` (a loaded run config on the shifted problem) into ``log_path`` and stop it, as ``kill -9``
+    would, when the problem is asked for batch ``kill_after_batches + 1``: the batches before it are committed."""
     import pytest
 
     from hil.blackbox import BlackBox
-    from hil.querylog import read_log
-    from hil.run import execute, load_run_config
+    from hil.run import execute
 
-    config = load_run_config(run_config(case, log_dir=tmp_path))
-    whole = execute(config, log_path=tmp_path / "whole.h5")
-    killed = tmp_path / "killed.h5"
     query, calls = BlackBox.query, {"n": 0}
 
     def dying_query(self, x, **kw):
         if type(self).__name__ == "ShiftedBox":
             calls["n"] += 1
             if calls["n"] > kill_after_batches:
-                raise KeyboardInterrupt  # stands in for kill -9: the batches before it are committed
+                raise KeyboardInterrupt
         return query(self, x, **kw)
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(BlackBox, "query", dying_query)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(BlackBox, "query", dying_query)
         with pytest.raises(KeyboardInterrupt):
-            execute(config, log_path=killed)
-    finally:
-        mp.undo()
+            execute(config, log_path=log_path)
+
+
+def check_resume(case: Case, tmp_path: Path, kill_after_batches: int = 3,
+                 checkpoint_every_s: float | None = None) -> list[str]:
+    """A run killed after a few batches and resumed from its log ends with the log an uninterrupted run
+    writes: the same rows in the same order, none asked twice of the device. ``checkpoint_every_s``: the runs'
+    ``log.checkpoint_every_s`` (default: none saved, the whole log is replayed). Returns what the resume said."""
+    from hil.querylog import read_log
+    from hil.run import execute, load_run_config
+
+    def config_of() -> Any:
+        cfg = run_config(case, log_dir=tmp_path)
+        cfg["log"]["checkpoint_every_s"] = checkpoint_every_s
+        return load_run_config(cfg)
+
+    config = config_of()
+    whole = execute(config, log_path=tmp_path / "whole.h5")
+    killed = tmp_path / "killed.h5"
+    run_killed(config, killed, kill_after_batches)
     before = read_log(killed)
-    resumed = execute(load_run_config(run_config(case, log_dir=tmp_path)), resume=killed)
+    said: list[str] = []
+    resumed = execute(config_of(), resume=killed, say=said.append)
     a, b = read_log(tmp_path / "whole.h5"), read_log(killed)
     assert 0 < len(before) < len(a), "the kill did not happen part-way"
     assert len(b) == len(a), f"{case.name}: resumed log has {len(b)} rows, an uninterrupted run {len(a)}"
@@ -135,3 +148,7 @@ def check_resume(case: Case, tmp_path: Path, kill_after_batches: int = 3) -> Non
     np.testing.assert_array_equal(b.purpose, a.purpose)
     assert resumed.queries == len(a) - len(before), "the resumed session re-queried logged points"
     assert resumed.trace.iterations == whole.trace.iterations
+    np.testing.assert_allclose(resumed.trace.best_overall, whole.trace.best_overall, rtol=1e-5,
+                               err_msg=f"{case.name}: the resumed trace differs from an uninterrupted run's")
+    assert resumed.trace.queries == whole.trace.queries
+    return said
