@@ -93,8 +93,9 @@ def execute(config: RunConfig, *, log_path: str | Path | None = None, resume: st
             say: Callable[[str], None] | None = None) -> RunResult:
     """Run ``config`` end to end: connect, optimise with every query logged, write the report.
 
-    ``resume``: a killed run's log; the optimiser runs again from the start and the log answers every
-    query it had answered before (:mod:`hil.optim.replay`), then new queries are appended to it.
+    ``resume``: a killed run's log; the run's state is restored from its checkpoint beside the log when one
+    fits (:mod:`hil.optim.checkpoint`), else the optimiser runs again from the start; either way the log answers
+    every query it had answered before (:mod:`hil.optim.replay`), then new queries are appended to it.
     ``say``: where a line for the person running it goes (what a resume does)."""
     blackbox = config.blackbox.build()
     objective = config.objective.build(output_shape=blackbox.spec.output_shape)
