@@ -14,7 +14,7 @@ pytest.importorskip("botorch")
 
 import hil.optim.bayesopt  # noqa: E402,F401  (registers "botorch")
 from hil.blackbox import BlackBox, BlackBoxSpec  # noqa: E402
-from hil.errors import ConfigError  # noqa: E402
+from hil.errors import ConfigError, OptimizerError  # noqa: E402
 from hil.objectives import Objective, TargetDistance  # noqa: E402
 from hil.optim.loop import run_loop  # noqa: E402
 from hil.optim.section import optimize, parse_optimizer  # noqa: E402
@@ -203,3 +203,36 @@ def test_missing_botorch_is_a_config_error(monkeypatch):
     section = parse_optimizer({"type": "botorch"})
     with pytest.raises(ConfigError, match=r"pip install 'hil\[peers\]'"):
         section.build(box=UnitCubeView(TargetBox(2)), objective=TargetDistance(_target(2)))
+
+
+@pytest.mark.parametrize("optimizer", [{"method": "gp_logei", "batch": 2},
+                                       {"method": "turbo", "batch": 4, "n_init": 6}])
+def test_a_restored_checkpoint_asks_what_the_original_asks_next(optimizer):
+    """checkpoint() mid-run, restore() into a fresh optimiser of the same config: both ask the same next batches
+    (the GP's warm start, the trust region and the round counter travel with the state)."""
+    d = 5
+    objective = TargetDistance(_target(d))
+    section = parse_optimizer({"type": "botorch", "max_queries": 40, "seed": 0, **optimizer})
+    box = TargetBox(d)
+    with box:
+        view = UnitCubeView(box)
+        original = section.build(box=view, objective=objective)
+        for t in range(5):
+            asked = original.ask(t, None)
+            y = view.query(asked.u, purpose=asked.purpose[0])
+            original.tell(asked, y, objective(y))
+        state = original.checkpoint()
+        restored = section.build(box=view, objective=objective)
+        restored.restore(state)
+        for t in range(5, 7):
+            a, b = original.ask(t, None), restored.ask(t, None)
+            assert torch.equal(a.u, b.u) and a.purpose == b.purpose
+            y = view.query(a.u, purpose=a.purpose[0])
+            original.tell(a, y, objective(y))
+            restored.tell(b, y, objective(y))
+    a, b = original.state_summary(), restored.state_summary()
+    assert a["observed"] == b["observed"] > 0 and a["best_loss"] == b["best_loss"]
+    other = parse_optimizer({"type": "botorch", "max_queries": 40, "seed": 1, **optimizer}).build(box=view,
+                                                                                                 objective=objective)
+    with pytest.raises(OptimizerError, match="cannot restore"):
+        other.restore(state)

@@ -273,8 +273,8 @@ class BayesOpt(Optimizer):
     def checkpoint(self) -> dict[str, Any]:
         """The observations, the Sobol points not yet asked, the trust region, the GP's warm start and the round
         counter (every random draw is seeded from the round), so a restored run asks exactly what this one would."""
-        state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
-        state["_x"], state["_value"] = self._x[:self._n].clone(), self._value[:self._n].clone()
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE if name not in ("_x", "_value")}
+        state["_x"], state["_value"] = self._x[:self._n].clone(), self._value[:self._n].clone()  # not the spare rows
         return {"method": self.method, "d": self.d, "seed": self.seed, **state}
 
     def restore(self, state: dict[str, Any]) -> None:
