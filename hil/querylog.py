@@ -473,6 +473,14 @@ class QueryLog:
     def closed(self) -> bool:
         return self._file is None
 
+    def row_x(self, i: int) -> np.ndarray:
+        """The input of committed row ``i`` (``input_dim``, float32)."""
+        if self._file is None:
+            raise LogError(f"query log {self._path} is closed")
+        if not 0 <= i < self._n:
+            raise LogError(f"query log {self._path}: row {i} is not committed ({self._n} rows)")
+        return np.asarray(self._file["x"][i], dtype=np.float32)
+
     # -- writing -----------------------------------------------------------------------
     def _check_y(self, y: Any, b: int) -> np.ndarray:
         y = np.asarray(y)
@@ -595,14 +603,6 @@ class QueryLog:
         f.flush()
 
     # -- closing -----------------------------------------------------------------------
-    def row_x(self, i: int) -> np.ndarray:
-        """The input of committed row ``i`` (``input_dim``, float32)."""
-        if self._file is None:
-            raise LogError(f"query log {self._path} is closed")
-        if not 0 <= i < self._n:
-            raise LogError(f"query log {self._path}: row {i} is not committed ({self._n} rows)")
-        return np.asarray(self._file["x"][i], dtype=np.float32)
-
     def flush(self) -> None:
         if self._file is not None:
             self._file.flush()

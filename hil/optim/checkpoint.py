@@ -49,7 +49,6 @@ class Checkpointer:
         self.identity = identity
         self.log = log
         self._last = time.monotonic()
-        self.saved = 0
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_s
@@ -64,7 +63,6 @@ class Checkpointer:
         torch.save(blob, tmp)
         os.replace(tmp, self.path)
         self._last = time.monotonic()
-        self.saved += 1
 
     def discard(self) -> None:
         """Delete the checkpoint (the run finished: its log is complete)."""
