@@ -66,7 +66,8 @@ Measured on one core (``OMP_NUM_THREADS=1``, optimiser time only, the BlackBox's
 at ``d = 10`` with ~300 points, batch 4: 1.0-1.3 s a round (under 1.8 s). On the op-amp (``hil bench
 opamp``, ``d = 10``) once the GP holds its 500 points: 5-14 s of CPU a round, mostly 6-9 s (three runs sharing
 2 cores), half of it in the GP fit and half in ``optimize_acqf`` at 1,200 designs, 83 % in ``optimize_acqf``
-at 1,900 (py-spy); a 9,600-design run (2,400 rounds) costs about 5 hours of CPU, the simulator 35 s.
+at 1,900 (py-spy); a 9,600-design run (2,400 rounds) took 7.2 hours of wall time with three runs sharing
+2 cores (at most 4.8 hours of CPU), the simulator 15-35 s.
 ``turbo`` with the defaults on a 9,600-query budget: at ``d = 144``, 1.7 s a round near 1000 points and 222 s
 for the whole run (148 rounds of 63); at ``d = 3600``, 3.7 s a round near 1000 points and 559 s for the whole
 run (150 rounds of 62).
